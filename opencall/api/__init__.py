@@ -1,0 +1,1 @@
+"""REST blueprints: parse input, call a service, shape the output."""

@@ -1,0 +1,132 @@
+"""The composition root: ``create_app(config)`` wires config, storage, services and the HTTP routes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, file
+
+from opencall import __version__
+from opencall.api import account, auth, errors, guards, public
+from opencall.config import Config, RateLimits
+from opencall.db.setup import close_database, open_database
+from opencall.netinfo import primary_lan_address, url_host
+from opencall.services.accounts import Accounts
+from opencall.services.ice import IcePlan
+from opencall.services.invites import Invites
+from opencall.services.presence import NobodyOnline, Presence
+from opencall.services.ratelimit import RateLimiter
+from opencall.services.secrets_store import api_key_cipher, turn_secret
+
+log = logging.getLogger("opencall")
+
+# Engine.IO long-polling carries SDP; the REST API has its own 64 KiB limit (api/guards.py).
+REQUEST_MAX_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One limiter per rate limit of the config."""
+
+    login_per_ip: RateLimiter
+    login_failures_per_user: RateLimiter
+    register_per_ip: RateLimiter
+    contact_per_ip: RateLimiter
+    client_log_per_ip: RateLimiter
+
+    @classmethod
+    def from_config(cls, limits: RateLimits) -> Limits:
+        return cls(
+            login_per_ip=RateLimiter(limits.login_per_ip),
+            login_failures_per_user=RateLimiter(limits.login_failures_per_user),
+            register_per_ip=RateLimiter(limits.register_per_ip),
+            contact_per_ip=RateLimiter(limits.contact_per_ip),
+            client_log_per_ip=RateLimiter(limits.client_log_per_ip),
+        )
+
+
+@dataclass(frozen=True)
+class AppServices:
+    """Everything the handlers use, built once per app."""
+
+    config: Config
+    accounts: Accounts
+    invites: Invites
+    presence: Presence
+    ice_plan: IcePlan
+    limits: Limits
+    public_url: str | None
+
+
+def advertised_host(config: Config) -> str:
+    """``turn.advertise``, with ``auto`` resolved to this host's primary LAN address."""
+    advertise = config.turn.advertise
+    return primary_lan_address() if advertise == "auto" else advertise
+
+
+def build_services(config: Config, presence: Presence | None = None) -> AppServices:
+    """Make the services from the config; key material is created in data_dir on first start."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    presence = presence or NobodyOnline()
+    turn = config.turn
+    ice_plan = IcePlan(
+        enabled=turn.enabled,
+        host=url_host(advertised_host(config)),
+        port=turn.port,
+        tls_port=turn.tls_port if config.tls_enabled else None,
+        secret=turn_secret(config.data_dir, turn.secret),
+        credential_ttl=turn.credential_ttl,
+        extra_servers=config.ice.extra_servers,
+    )
+    return AppServices(
+        config=config,
+        accounts=Accounts(api_key_cipher(config.data_dir)),
+        invites=Invites(presence, config.invite_ttl),
+        presence=presence,
+        ice_plan=ice_plan,
+        limits=Limits.from_config(config.rate_limits),
+        public_url=config.server.public_url,
+    )
+
+
+def web_root() -> Path:
+    """The browser client's folder, shipped as package data."""
+    return Path(str(resources.files("opencall_web")))
+
+
+def create_app(config: Config) -> Sanic:
+    """The whole application for ``config``: REST API, static web client, storage lifecycle."""
+    app = Sanic("opencall", configure_logging=False)
+    app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.MOTD = False
+    app.ctx.services = build_services(config)
+
+    errors.install(app)
+    app.on_request(guards.api_guards)
+    for blueprint in (auth.bp, account.bp, public.bp):
+        app.blueprint(blueprint)
+
+    root = web_root()
+
+    async def index(request: Request) -> HTTPResponse:
+        return await file(root / "index.html")
+
+    app.add_route(index, "/", name="index")
+    app.add_route(index, "/invite/<token:str>", name="invite_page")
+    app.static("/static", root / "static", name="static")
+
+    @app.before_server_start
+    async def start_storage(app: Sanic) -> None:
+        await open_database(config.resolved_database_url)
+        log.info("OpenCall %s: database ready", __version__)
+
+    @app.after_server_stop
+    async def stop_storage(app: Sanic) -> None:
+        await close_database()
+
+    return app

@@ -1,0 +1,362 @@
+"""The one config file: YAML loaded into typed, frozen objects with the embedded defaults of design.md.
+
+Every key is checked; an unknown key or a bad value raises :class:`ConfigError` whose message names the key
+(``server.port: must be an integer from 1 to 65535``). Relative paths are resolved against the config
+file's folder, or the current directory when there is no config file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+
+ENV_CONFIG = "OPENCALL_CONFIG"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the key and why."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """``server.tls``: ``auto`` (certificate made in data_dir), ``off``, or the operator's own files."""
+
+    mode: Literal["auto", "off", "files"] = "auto"
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - an appliance serves its LAN by default
+    port: int = 8443
+    public_url: str | None = None
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    enabled: bool = True
+    listen: str = "0.0.0.0"  # noqa: S104
+    port: int = 3478
+    tls_port: int | None = 5349
+    advertise: str = "auto"
+    relay_ip: str | None = None
+    relay_ports: tuple[int, int] = (49152, 65535)
+    realm: str = "opencall"
+    secret: str | None = None
+    credential_ttl: int = 86400
+    max_allocations: int = 1000
+    max_allocations_per_user: int = 10
+    allowed_peers: tuple[str, ...] = ("auto",)
+    denied_peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    extra_servers: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Requests per minute; 0 turns that limit off."""
+
+    login_per_ip: int = 30
+    login_failures_per_user: int = 10
+    register_per_ip: int = 10
+    contact_per_ip: int = 5
+    client_log_per_ip: int = 120
+    calls_per_socket: int = 30
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    redis_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    log_file: Path = Path("logs/opencall.log")
+    log_level: str = "info"
+    invite_ttl: int = 86400
+    ring_timeout: int = 45
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    ice: IceConfig = field(default_factory=IceConfig)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    signaling: SignalingConfig = field(default_factory=SignalingConfig)
+    source: Path | None = None  # the file this was read from; None for the embedded defaults
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url``, or the SQLite file in data_dir."""
+        return self.database_url or f"sqlite://{self.data_dir / 'opencall.db'}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.server.tls.mode != "off"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# ---------------------------------------------------------------------------------------------------------
+# Value checkers: each takes (key, raw value) and returns the typed value or raises ConfigError.
+
+
+def _fail(key: str, why: str) -> ConfigError:
+    return ConfigError(f"{key}: {why}")
+
+
+def _int(low: int, high: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _fail(key, f"must be an integer from {low} to {high}, got {value!r}")
+        return value
+
+    return check
+
+
+def _port(key: str, value: Any) -> int:
+    return _int(1, 65535)(key, value)
+
+
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def wrapped(key: str, value: Any) -> Any:
+        return None if value is None else check(key, value)
+
+    return wrapped
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _ip(key: str, value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(_text(key, value)))
+    except ValueError:
+        raise _fail(key, f"must be an IP address, got {value!r}") from None
+
+
+def _host(key: str, value: Any) -> str:
+    text = _text(key, value)
+    if any(ch.isspace() for ch in text) or "/" in text:
+        raise _fail(key, f"must be a host name or IP address, got {value!r}")
+    return text
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        text = _text(key, value)
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise _fail(key, f"must be a {' or '.join(schemes)} URL, got {value!r}")
+        return text.rstrip("/")
+
+    return check
+
+
+def _database_url(key: str, value: Any) -> str:
+    text = _text(key, value)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg", "psycopg"):
+        raise _fail(key, f"must be a sqlite:// or postgres:// URL, got {value!r}")
+    return text
+
+
+def _log_level(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise _fail(key, f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value.lower()
+
+
+def _port_range(key: str, value: Any) -> tuple[int, int]:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str) and "-" in text:
+        low_text, _, high_text = text.partition("-")
+        if low_text.strip().isdigit() and high_text.strip().isdigit():
+            low, high = int(low_text), int(high_text)
+            if 1024 <= low <= high <= 65535:
+                return low, high
+    raise _fail(key, f"must be a port range like 49152-65535 within 1024-65535, got {value!r}")
+
+
+def _cidr_list(allow_auto: bool) -> Callable[[str, Any], tuple[str, ...]]:
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise _fail(key, f"must be a list of CIDRs, got {value!r}")
+        result = []
+        for item in value:
+            if allow_auto and item == "auto":
+                result.append("auto")
+                continue
+            try:
+                result.append(str(ipaddress.ip_network(str(item), strict=False)))
+            except ValueError:
+                raise _fail(key, f"{item!r} is not a CIDR such as 192.168.1.0/24") from None
+        return tuple(result)
+
+    return check
+
+
+def _ice_servers(key: str, value: Any) -> tuple[Mapping[str, Any], ...]:
+    if not isinstance(value, list):
+        raise _fail(key, f"must be a list of ICE servers, got {value!r}")
+    servers = []
+    for index, server in enumerate(value):
+        where = f"{key}[{index}]"
+        if not isinstance(server, dict) or set(server) - {"urls", "username", "credential"}:
+            raise _fail(where, "must be a mapping with urls and optional username, credential")
+        urls = server.get("urls")
+        url_list = urls if isinstance(urls, list) else [urls]
+        if not url_list or not all(
+            isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns") for u in url_list
+        ):
+            raise _fail(where, f"urls must be stun:, stuns:, turn: or turns: URLs, got {urls!r}")
+        servers.append(dict(server))
+    return tuple(servers)
+
+
+def _tls(key: str, value: Any) -> TlsConfig:
+    if value is False or value == "off":
+        return TlsConfig(mode="off")
+    if value == "auto":
+        return TlsConfig(mode="auto")
+    if isinstance(value, dict) and set(value) == {"cert", "key"}:
+        return TlsConfig(mode="files", cert=Path(_text(f"{key}.cert", value["cert"])),
+                         key=Path(_text(f"{key}.key", value["key"])))
+    raise _fail(key, f"must be auto, off, or {{cert: PATH, key: PATH}}, got {value!r}")
+
+
+def _path(key: str, value: Any) -> Path:
+    return Path(_text(key, value))
+
+
+# Each section: key -> checker. The dataclass field of the same name receives the checked value.
+SERVER_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "host": _ip,
+    "port": _port,
+    "public_url": _optional(_url(("http", "https"))),
+    "tls": _tls,
+}
+TURN_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "enabled": _bool,
+    "listen": _ip,
+    "port": _port,
+    "tls_port": _optional(_port),
+    "advertise": _host,
+    "relay_ip": _optional(_ip),
+    "relay_ports": _port_range,
+    "realm": _text,
+    "secret": _optional(_text),
+    "credential_ttl": _int(60, 30 * 86400),
+    "max_allocations": _int(1, 1_000_000),
+    "max_allocations_per_user": _int(1, 1_000_000),
+    "allowed_peers": _cidr_list(allow_auto=True),
+    "denied_peers": _cidr_list(allow_auto=False),
+}
+ICE_KEYS: dict[str, Callable[[str, Any], Any]] = {"extra_servers": _ice_servers}
+RATE_LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    name.name: _int(0, 1_000_000) for name in fields(RateLimits)
+}
+SIGNALING_KEYS: dict[str, Callable[[str, Any], Any]] = {"redis_url": _optional(_url(("redis", "rediss")))}
+SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
+    "server": (ServerConfig, SERVER_KEYS),
+    "turn": (TurnConfig, TURN_KEYS),
+    "ice": (IceConfig, ICE_KEYS),
+    "rate_limits": (RateLimits, RATE_LIMIT_KEYS),
+    "signaling": (SignalingConfig, SIGNALING_KEYS),
+}
+TOP_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "data_dir": _path,
+    "database_url": _optional(_database_url),
+    "log_file": _path,
+    "log_level": _log_level,
+    "invite_ttl": _int(60, 365 * 86400),
+    "ring_timeout": _int(5, 600),
+}
+
+
+def _section(name: str, raw: Any) -> Any:
+    cls, checkers = SECTIONS[name]
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise _fail(name, f"must be a mapping, got {raw!r}")
+    values = {}
+    for key, value in raw.items():
+        if key not in checkers:
+            raise _fail(f"{name}.{key}", "unknown key")
+        values[key] = checkers[key](f"{name}.{key}", value)
+    return cls(**values)
+
+
+def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config:
+    """Check a parsed YAML document and build the :class:`Config`; relative paths resolve to base_dir."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the file must be a YAML mapping of keys")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            values[key] = _section(key, value)
+        elif key in TOP_KEYS:
+            values[key] = TOP_KEYS[key](key, value)
+        else:
+            raise _fail(str(key), "unknown key")
+    config = Config(**values, source=source)
+    server = config.server
+    tls = server.tls
+    if tls.mode == "files":
+        tls = TlsConfig(mode="files", cert=_resolve(base_dir, tls.cert), key=_resolve(base_dir, tls.key))
+        server = ServerConfig(host=server.host, port=server.port, public_url=server.public_url, tls=tls)
+    if config.turn.enabled and config.turn.port == server.port:
+        raise _fail("turn.port", f"must differ from server.port ({server.port})")
+    return replace(
+        config,
+        server=server,
+        data_dir=_resolve(base_dir, config.data_dir),
+        log_file=_resolve(base_dir, config.log_file),
+    )
+
+
+def _resolve(base_dir: Path, path: Path | None) -> Path:
+    assert path is not None
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the config file at ``path`` (or ``$OPENCALL_CONFIG``); the embedded defaults when neither is set."""
+    chosen = path if path is not None else os.environ.get(ENV_CONFIG) or None
+    if chosen is None:
+        return parse_config({}, Path.cwd())
+    file = Path(chosen).expanduser().resolve()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config: {file} is not valid YAML{where}") from None
+    return parse_config(raw, file.parent, source=file)

@@ -1,0 +1,35 @@
+"""Logging: one size-rotated file for server events and client lines, plus stderr for journald."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_BYTES, BACKUPS = 10 * 1024 * 1024, 5
+
+
+def setup_logging(log_file: Path, level: str) -> None:
+    """Route the root logger (and Sanic's) to ``log_file`` and stderr at ``level``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter(FORMAT)
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
+    )
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in (file_handler, stderr_handler):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets"):
+        sanic_logger = logging.getLogger(name)
+        sanic_logger.handlers.clear()
+        sanic_logger.propagate = True
+    # Tortoise logs every SQL statement with its parameters (password hashes, key hashes) at debug.
+    logging.getLogger("tortoise").setLevel(max(logging.INFO, root.level))
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))

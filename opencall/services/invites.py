@@ -1,0 +1,59 @@
+"""One-time invite links back to their creator.
+
+"One-time" here: the first account other than the creator that opens an invite claims it. The claimant
+can open it again until it expires (reloads, a retry after a missed call); anyone else gets 410. The
+creator's own look-ups never claim it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise.expressions import Q
+
+from opencall.db.models import Invite, User
+from opencall.services.clock import utcnow
+from opencall.services.errors import Gone, NotFound
+from opencall.services.presence import Presence
+
+
+@dataclass(frozen=True)
+class InviteView:
+    creator_username: str
+    creator_call_id: str | None
+    online: bool
+    expires_at: datetime
+
+
+class Invites:
+    def __init__(self, presence: Presence, ttl_seconds: int) -> None:
+        self._presence = presence
+        self._ttl = timedelta(seconds=ttl_seconds)
+
+    async def generate(self, creator: User) -> str:
+        """A new invite token (UUID4) valid for the configured TTL."""
+        now = utcnow()
+        invite = await Invite.create(
+            token=str(uuid.uuid4()), creator=creator, created_at=now, expires_at=now + self._ttl
+        )
+        await Invite.filter(creator=creator, expires_at__lt=now).delete()
+        return invite.token
+
+    async def look_up(self, token: str, viewer: User) -> InviteView:
+        """The invite's creator and presence; claims it for ``viewer`` on first use by someone else."""
+        invite = await Invite.get_or_none(token=token.lower()).prefetch_related("creator")
+        if invite is None:
+            raise NotFound("Invite not found")
+        now = utcnow()
+        if invite.expires_at <= now:
+            raise Gone("Invite expired")
+        if viewer.id != invite.creator_id:
+            claimed = await Invite.filter(
+                Q(claimed_by_id=None) | Q(claimed_by_id=viewer.id), id=invite.id
+            ).update(claimed_by_id=viewer.id, claimed_at=now)
+            if not claimed:
+                raise Gone("Invite already used")
+        call_id = self._presence.online_call_id(invite.creator_id)
+        return InviteView(invite.creator.username, call_id, call_id is not None, invite.expires_at)

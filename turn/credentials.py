@@ -1,0 +1,42 @@
+"""Time-limited TURN credentials in the style of the TURN REST API (draft-uberti-behave-turn-rest-00).
+
+``username = "<unix-expiry>:<user-id>"`` and ``credential = base64(HMAC-SHA1(secret, username))``. The relay
+recomputes the credential from the username, so no per-user state is shared between app and relay.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import NamedTuple
+
+
+class TurnCredentials(NamedTuple):
+    username: str
+    credential: str
+    expires_at: int
+
+
+def credential_for(secret: str, username: str) -> str:
+    """The password that goes with ``username`` under ``secret``."""
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def make_credentials(secret: str, user: str, ttl: int, now: float | None = None) -> TurnCredentials:
+    """Mint a username/credential pair for ``user`` that expires ``ttl`` seconds from ``now``."""
+    if ":" in user:
+        raise ValueError("user id must not contain ':'")
+    expires_at = int(now if now is not None else time.time()) + ttl
+    username = f"{expires_at}:{user}"
+    return TurnCredentials(username, credential_for(secret, username), expires_at)
+
+
+def parse_username(username: str) -> tuple[int, str] | None:
+    """Split a time-limited username into (expiry, user id); None when it is not of that shape."""
+    expiry, sep, user = username.partition(":")
+    if not sep or not expiry.isdigit() or not user:
+        return None
+    return int(expiry), user

@@ -1,0 +1,1 @@
+"""The browser client: static files shipped as package data (no build step)."""
