@@ -13,14 +13,20 @@ from sanic.response import HTTPResponse, file
 from opencall import __version__
 from opencall.api import account, auth, errors, guards, public
 from opencall.config import Config, RateLimits
+from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
 from opencall.netinfo import primary_lan_address, url_host
 from opencall.services.accounts import Accounts
+from opencall.services.call_log import CallRecorder
+from opencall.services.callids import permanent_call_id
+from opencall.services.calls import Signaling
 from opencall.services.ice import IcePlan
 from opencall.services.invites import Invites
-from opencall.services.presence import NobodyOnline, Presence
+from opencall.services.presence import Presence
 from opencall.services.ratelimit import RateLimiter
+from opencall.services.registry import Registry
 from opencall.services.secrets_store import api_key_cipher, turn_secret
+from opencall.signaling import server as signaling_server
 
 log = logging.getLogger("opencall")
 
@@ -68,10 +74,9 @@ def advertised_host(config: Config) -> str:
     return primary_lan_address() if advertise == "auto" else advertise
 
 
-def build_services(config: Config, presence: Presence | None = None) -> AppServices:
+def build_services(config: Config, presence: Presence) -> AppServices:
     """Make the services from the config; key material is created in data_dir on first start."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    presence = presence or NobodyOnline()
     turn = config.turn
     ice_plan = IcePlan(
         enabled=turn.enabled,
@@ -93,6 +98,10 @@ def build_services(config: Config, presence: Presence | None = None) -> AppServi
     )
 
 
+async def _permanent_call_id(user_id: int) -> str:
+    return await permanent_call_id(await User.get(id=user_id))
+
+
 def web_root() -> Path:
     """The browser client's folder, shipped as package data."""
     return Path(str(resources.files("opencall_web")))
@@ -104,7 +113,21 @@ def create_app(config: Config) -> Sanic:
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
-    app.ctx.services = build_services(config)
+    registry = Registry()
+    services = build_services(config, presence=registry)
+    app.ctx.services = services
+    recorder = CallRecorder()
+    sio = signaling_server.make_socket_server(config.server.public_url)
+    signaling = Signaling(
+        registry=registry,
+        outbox=signaling_server.SocketIOOutbox(sio),
+        recorder=recorder,
+        ring_timeout=config.ring_timeout,
+        calls_per_minute=config.rate_limits.calls_per_socket,
+        permanent_call_id=_permanent_call_id,
+    )
+    services.accounts.key_rotation_listeners.append(signaling.key_rotated)
+    signaling_server.attach(app, sio, signaling, services.accounts)
 
     errors.install(app)
     app.on_request(guards.api_guards)
@@ -119,14 +142,18 @@ def create_app(config: Config) -> Sanic:
     app.add_route(index, "/", name="index")
     app.add_route(index, "/invite/<token:str>", name="invite_page")
     app.static("/static", root / "static", name="static")
+    app.static("/socket.io/socket.io.js", root / "vendor" / "socket.io.min.js", name="socketio_bundle",
+               content_type="application/javascript; charset=utf-8")
 
     @app.before_server_start
     async def start_storage(app: Sanic) -> None:
         await open_database(config.resolved_database_url)
+        recorder.start()
         log.info("OpenCall %s: database ready", __version__)
 
     @app.after_server_stop
     async def stop_storage(app: Sanic) -> None:
+        await recorder.stop()
         await close_database()
 
     return app

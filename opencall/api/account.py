@@ -5,8 +5,9 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from opencall.api.context import own_origin, require_user, services
+from opencall.api.context import require_user, services
 from opencall.api.timefmt import iso_utc, sql_utc
+from opencall.origins import own_origin
 from opencall.services import history
 
 bp = Blueprint("account", url_prefix="/api")

@@ -85,8 +85,3 @@ def anonymous_id(request: Request) -> str:
     if not hasattr(request.ctx, "new_anon_id"):
         request.ctx.new_anon_id = "anon-" + secrets.token_hex(6)
     return request.ctx.new_anon_id  # type: ignore[no-any-return]
-
-
-def own_origin(request: Request) -> str:
-    """This server's origin as the browser sees it."""
-    return f"{request.scheme}://{request.host}"

@@ -23,7 +23,11 @@ def set_session_cookie(request: Request, response: HTTPResponse, token: str) -> 
 
 
 def clear_session_cookie(request: Request, response: HTTPResponse) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(request))
+    # An expired empty cookie with the same attributes; HTTPResponse.delete_cookie takes no ``secure`` and
+    # would mark it Secure, which browsers drop over plain HTTP.
+    response.add_cookie(
+        SESSION_COOKIE, "", path="/", httponly=True, samesite="Lax", secure=_secure(request), max_age=0,
+    )
 
 
 def remember_anonymous(request: Request, response: HTTPResponse) -> None:

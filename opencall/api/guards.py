@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from opencall.api.context import SESSION_COOKIE, own_origin, presented_api_key, services
+from opencall.api.context import SESSION_COOKIE, presented_api_key, services
 from opencall.api.errors import error_response
+from opencall.origins import is_own_origin, url_origin
 
 API_BODY_LIMIT = 64 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -22,8 +21,7 @@ def _origin_of(request: Request) -> str | None:
         return origin.rstrip("/")
     referer = request.headers.get("referer")
     if referer:
-        parts = urlsplit(referer)
-        return f"{parts.scheme}://{parts.netloc}"
+        return url_origin(referer)
     return None
 
 
@@ -39,12 +37,7 @@ def is_cross_site(request: Request) -> bool:
     origin = _origin_of(request)
     if origin is None:
         return False
-    allowed = {own_origin(request)}
-    public_url = services(request).public_url
-    if public_url:
-        parts = urlsplit(public_url)
-        allowed.add(f"{parts.scheme}://{parts.netloc}")
-    return origin not in allowed
+    return not is_own_origin(origin, request, services(request).public_url)
 
 
 async def api_guards(request: Request) -> HTTPResponse | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,8 @@ class Accounts:
 
     def __init__(self, key_cipher: Fernet) -> None:
         self._cipher = key_cipher
+        # Called with the user id after a key rotation (signaling disconnects sockets using the old key).
+        self.key_rotation_listeners: list[Callable[[int], Awaitable[None]]] = []
 
     async def register(self, body: dict[str, Any]) -> User:
         """Create an account from api.md's register fields, with its first API key."""
@@ -86,6 +89,8 @@ class Accounts:
         key = new_api_key()
         await self._store_key(user, key)
         log.info("api key rotated for %s", user.username)
+        for listener in self.key_rotation_listeners:
+            await listener(user.id)
         return key
 
     async def _store_key(self, user: User, key: str) -> None:

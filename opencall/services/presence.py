@@ -12,9 +12,3 @@ class Presence(Protocol):
         """The Call ID the user is reachable at now, or None when offline."""
         ...
 
-
-class NobodyOnline:
-    """The presence of a server without signaling: nobody is reachable."""
-
-    def online_call_id(self, user_id: int) -> str | None:
-        return None

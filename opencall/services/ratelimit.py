@@ -56,7 +56,39 @@ class RateLimiter:
         if wait:
             raise RateLimited("Too many requests, try again later", wait)
 
+    def forget(self, key: str) -> None:
+        """Drop the history of ``key`` (a connection that went away)."""
+        self._events.pop(key, None)
+
     def _sweep(self) -> None:
         now = self._clock()
         for key in [k for k, events in self._events.items() if not events or events[-1] <= now - WINDOW]:
             del self._events[key]
+
+
+class TokenBucket:
+    """``rate`` events per second with bursts of ``burst``; for flood control of one connection."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst = rate, burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._dropping = False
+
+    def take(self) -> bool:
+        """Spend one token; False when the bucket is empty."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            self._dropping = False
+            return True
+        return False
+
+    def first_drop(self) -> bool:
+        """True for the first refused event of a run of refusals (to log floods once)."""
+        first = not self._dropping
+        self._dropping = True
+        return first

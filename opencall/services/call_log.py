@@ -1,0 +1,63 @@
+"""Writes finished calls to the database off the signaling path, in order, batched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from opencall.db.models import Call
+
+log = logging.getLogger("opencall.calls")
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class FinishedCall:
+    caller_id: int | None
+    callee_id: int | None
+    caller_call_id: str
+    callee_call_id: str
+    caller_name: str | None
+    callee_name: str | None
+    status: str  # answered | rejected | missed
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+
+
+class CallRecorder:
+    """A queue and one writer task: signaling never waits for the database."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[FinishedCall] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="call-recorder")
+
+    def record(self, call: FinishedCall) -> None:
+        self._queue.put_nowait(call)
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop the writer."""
+        await self._queue.join()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < BATCH:
+                batch.append(self._queue.get_nowait())
+            try:
+                await Call.bulk_create([Call(**asdict(call)) for call in batch])
+            except Exception:
+                log.exception("could not record %d finished calls", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

@@ -1,0 +1,359 @@
+"""The call state machine (ringing → active → ended) behind the Socket.IO events of api.md.
+
+It knows nothing of Socket.IO: it talks to sockets through an :class:`Outbox` and raises
+:class:`CallError` for the sender's ``call-error``. Messages between the two parties are relayed only
+while they share a ringing or active call; anything else is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from opencall.services.call_log import CallRecorder, FinishedCall
+from opencall.services.callids import is_call_id, new_call_id
+from opencall.services.clock import utcnow
+from opencall.services.errors import ServiceError
+from opencall.services.ratelimit import RateLimiter, TokenBucket
+from opencall.services.registry import Peer, Registry
+
+log = logging.getLogger("opencall.signaling")
+
+DISPLAY_NAME_MAX = 32
+SDP_MAX = 64 * 1024
+CANDIDATE_MAX = 4096
+# Per-socket budget for all events: bursts of 200 (a call's trickled candidates), 50 per second sustained.
+EVENT_BURST, EVENT_RATE = 200, 50.0
+
+
+class CallError(ServiceError):
+    """Sent back to the sender as ``call-error {message}``."""
+
+
+class Outbox(Protocol):
+    """How the state machine reaches sockets."""
+
+    async def emit(self, sid: str, event: str, payload: dict[str, Any]) -> None: ...
+
+    async def disconnect(self, sid: str) -> None: ...
+
+
+State = Literal["ringing", "active", "ended"]
+
+
+@dataclass(eq=False)
+class Call:
+    caller: Peer
+    callee_call_id: str
+    ringing: list[Peer]
+    started_at: datetime
+    state: State = "ringing"
+    callee: Peer | None = None
+    answered_at: datetime | None = None
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def parties(self) -> list[Peer]:
+        return [self.caller, *([self.callee] if self.callee else self.ringing)]
+
+    def other_side(self, peer: Peer) -> list[Peer]:
+        """Who hears from ``peer``: the callee side for the caller, the caller for any callee socket."""
+        if peer is self.caller:
+            return [self.callee] if self.callee else list(self.ringing)
+        return [self.caller]
+
+    def other_call_id(self, peer: Peer) -> str:
+        return self.callee_call_id if peer is self.caller else self.caller.call_id or ""
+
+
+def display_name(value: Any) -> str | None:
+    """api.md: trimmed, capped at 32 characters, whitespace-only → null."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CallError("displayName must be a string")
+    return value.strip()[:DISPLAY_NAME_MAX].strip() or None
+
+
+def _payload(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CallError("Payload must be a JSON object")
+    return data
+
+
+def _target(data: dict[str, Any]) -> str:
+    target = data.get("targetCallId")
+    if not isinstance(target, str) or not target:
+        raise CallError("targetCallId is required")
+    target = target.strip().upper()
+    if not is_call_id(target):
+        raise CallError(f"{target[:16]} is not a valid Call ID")
+    return target
+
+
+def _description(data: dict[str, Any], name: Literal["offer", "answer"]) -> dict[str, str]:
+    value = data.get(name)
+    if not isinstance(value, dict) or value.get("type") != name or not isinstance(value.get("sdp"), str):
+        raise CallError(f"{name} must be {{type: '{name}', sdp: '…'}}")
+    if len(value["sdp"]) > SDP_MAX:
+        raise CallError(f"{name} SDP is larger than 64 KiB")
+    return {"type": name, "sdp": value["sdp"]}
+
+
+def _candidate(data: dict[str, Any]) -> dict[str, Any]:
+    value = data.get("candidate")
+    if not isinstance(value, dict) or not isinstance(value.get("candidate", ""), str):
+        raise CallError("candidate must be an RTCIceCandidateInit object")
+    if len(value.get("candidate", "")) > CANDIDATE_MAX:
+        raise CallError("candidate is too long")
+    kept = {"candidate": value.get("candidate", "")}
+    for key, kind in (("sdpMid", str), ("sdpMLineIndex", int), ("usernameFragment", str)):
+        if isinstance(value.get(key), kind) and not isinstance(value.get(key), bool):
+            kept[key] = value[key]
+    return kept
+
+
+class Signaling:
+    """Registration, presence and calls for every connected socket of this process."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        outbox: Outbox,
+        recorder: CallRecorder,
+        ring_timeout: float,
+        calls_per_minute: int,
+        permanent_call_id: Callable[[int], Awaitable[str]],
+    ) -> None:
+        self.registry = registry
+        self._outbox = outbox
+        self._recorder = recorder
+        self._ring_timeout = ring_timeout
+        self._call_limit = RateLimiter(calls_per_minute)
+        self._permanent_call_id = permanent_call_id
+        self._buckets: dict[str, TokenBucket] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def connected(self, peer: Peer) -> None:
+        self.registry.connect(peer)
+        self._buckets[peer.sid] = TokenBucket(EVENT_RATE, EVENT_BURST)
+
+    def admit(self, sid: str) -> bool:
+        """Whether this socket may send another event now (flood control); drops are logged once."""
+        bucket = self._buckets.get(sid)
+        if bucket is None or bucket.take():
+            return True
+        if bucket.first_drop():
+            log.warning("socket %s exceeds %d events/s: dropping events", sid, EVENT_RATE)
+        return False
+
+    async def disconnected(self, sid: str) -> None:
+        """End the socket's call as api.md's disconnect rules say, then forget it."""
+        self._buckets.pop(sid, None)
+        self._call_limit.forget(sid)
+        peer = self.registry.peers.get(sid)
+        if peer is None:
+            return
+        call = self._call_of(peer)
+        if call is not None:
+            if call.state == "ringing" and peer is not call.caller:
+                call.ringing.remove(peer)
+                peer.call = None
+                if not call.ringing:
+                    await self._end(call, "missed", notify=[call.caller])
+            else:
+                await self._end(call, "answered" if call.state == "active" else "missed",
+                                notify=[p for p in call.parties() if p is not peer])
+        self.registry.disconnect(sid)
+
+    async def key_rotated(self, user_id: int) -> None:
+        """Disconnect the sockets of ``user_id`` that authenticated with an API key (now invalid)."""
+        for peer in self.registry.sockets_of_user(user_id):
+            if peer.api_key_hash is not None:
+                log.info("disconnecting socket %s: its API key was rotated", peer.sid)
+                await self._outbox.disconnect(peer.sid)
+
+    # -- events --------------------------------------------------------------------------------------
+
+    async def register(self, sid: str, data: Any) -> None:
+        peer = self._peer(sid)
+        name = display_name(_payload(data).get("displayName"))
+        if peer.call_id is None:
+            if peer.user_id is not None:
+                call_id = await self._permanent_call_id(peer.user_id)
+            else:
+                call_id = self._fresh_call_id()
+            if self.registry.peers.get(sid) is not peer:
+                return  # disconnected while the Call ID was being looked up
+            self.registry.register(peer, call_id)
+        peer.display_name = name
+        log.info("socket %s registered as %s", sid, peer.call_id)
+        await self._outbox.emit(sid, "registered", {"callId": peer.call_id})
+
+    async def update_name(self, sid: str, data: Any) -> None:
+        peer = self._registered(sid)
+        peer.display_name = display_name(_payload(data).get("displayName"))
+
+    async def place(self, sid: str, data: Any) -> None:
+        """``call``: ring every socket of the target Call ID, or tell the caller why not."""
+        caller = self._registered(sid)
+        body = _payload(data)
+        target = _target(body)
+        offer = _description(body, "offer")
+        if target == caller.call_id:
+            raise CallError("You cannot call yourself")
+        self._call_limit.check(sid)
+        if self._busy(caller.call_id or ""):
+            raise CallError("You are already in a call")
+        callees = self.registry.sockets_of(target)
+        if not callees:
+            raise CallError(f"{target} is not online")
+        if self._busy(target):
+            raise CallError(f"{target} is busy")
+        self._call_limit.hit(sid)
+        call = Call(caller=caller, callee_call_id=target, ringing=list(callees), started_at=utcnow())
+        for peer in call.parties():
+            peer.call = call
+        call.timer = asyncio.get_running_loop().call_later(self._ring_timeout, self._ring_timed_out, call)
+        log.info("call %s -> %s ringing on %d socket(s)", caller.call_id, target, len(callees))
+        incoming = {"callerCallId": caller.call_id, "callerDisplayName": caller.shown_name, "offer": offer}
+        await asyncio.gather(*(self._outbox.emit(p.sid, "incoming-call", incoming) for p in callees))
+
+    async def answer(self, sid: str, data: Any) -> None:
+        """The first answering socket wins; the other ringing sockets get ``call-ended``."""
+        peer = self._registered(sid)
+        body = _payload(data)
+        target = _target(body)
+        answer = _description(body, "answer")
+        call = self._call_with(peer, target, "answer")
+        if call is None or call.state != "ringing" or peer is call.caller:
+            return
+        self._cancel_timer(call)
+        call.state, call.callee, call.answered_at = "active", peer, utcnow()
+        others = [p for p in call.ringing if p is not peer]
+        for other in others:
+            other.call = None
+        call.ringing = []
+        log.info("call %s -> %s answered by socket %s", call.caller.call_id, call.callee_call_id, sid)
+        await self._outbox.emit(call.caller.sid, "call-answered",
+                                {"answer": answer, "calleeDisplayName": peer.shown_name})
+        await asyncio.gather(*(self._outbox.emit(p.sid, "call-ended", {}) for p in others))
+
+    async def reject(self, sid: str, data: Any) -> None:
+        peer = self._registered(sid)
+        call = self._call_with(peer, _target(_payload(data)), "reject")
+        if call is None or call.state != "ringing" or peer is call.caller:
+            return
+        await self._end(call, "rejected", notify=[p for p in call.ringing if p is not peer])
+        await self._outbox.emit(call.caller.sid, "call-rejected", {})
+
+    async def hangup(self, sid: str, data: Any) -> None:
+        peer = self._registered(sid)
+        call = self._call_with(peer, _target(_payload(data)), "hangup")
+        if call is None:
+            return
+        if call.state == "ringing" and peer is not call.caller:
+            await self.reject(sid, data)  # hanging up a call you never answered declines it
+            return
+        status = "answered" if call.state == "active" else "missed"
+        await self._end(call, status, notify=[p for p in call.parties() if p is not peer])
+
+    async def relay_candidate(self, sid: str, data: Any) -> None:
+        peer = self._registered(sid)
+        body = _payload(data)
+        target = _target(body)
+        candidate = _candidate(body)
+        call = self._call_with(peer, target, "ice-candidate")
+        if call is None:
+            return
+        payload = {"candidate": candidate}
+        await asyncio.gather(*(self._outbox.emit(p.sid, "ice-candidate", payload) for p in call.other_side(peer)))
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _peer(self, sid: str) -> Peer:
+        peer = self.registry.peers.get(sid)
+        if peer is None:
+            raise CallError("Not connected")
+        return peer
+
+    def _registered(self, sid: str) -> Peer:
+        peer = self._peer(sid)
+        if peer.call_id is None:
+            raise CallError("Register first")
+        return peer
+
+    def _fresh_call_id(self) -> str:
+        while True:
+            call_id = new_call_id()
+            if not self.registry.sockets_of(call_id):
+                return call_id
+
+    @staticmethod
+    def _call_of(peer: Peer) -> Call | None:
+        call = peer.call
+        return call if isinstance(call, Call) and call.state != "ended" else None
+
+    def _busy(self, call_id: str) -> bool:
+        return any(self._call_of(peer) for peer in self.registry.sockets_of(call_id))
+
+    def _call_with(self, peer: Peer, target: str, event: str) -> Call | None:
+        """The live call between ``peer`` and ``target``, or None (the event is dropped and logged)."""
+        call = self._call_of(peer)
+        if call is None or call.other_call_id(peer) != target:
+            log.warning("dropped %s from %s (%s) to %s: no call between them", event, peer.sid, peer.call_id,
+                        target)
+            return None
+        return call
+
+    async def _end(self, call: Call, status: str, notify: list[Peer]) -> None:
+        """Mark the call ended, free its parties, tell ``notify`` with ``call-ended`` and record it."""
+        if call.state == "ended":
+            return
+        self._cancel_timer(call)
+        callee_side = call.callee or (call.ringing[0] if call.ringing else None)
+        for peer in call.parties():
+            peer.call = None
+        call.state = "ended"
+        log.info("call %s -> %s ended: %s", call.caller.call_id, call.callee_call_id, status)
+        self._recorder.record(FinishedCall(
+            caller_id=call.caller.user_id,
+            callee_id=callee_side.user_id if callee_side else self._user_of(call.callee_call_id),
+            caller_call_id=call.caller.call_id or "",
+            callee_call_id=call.callee_call_id,
+            caller_name=call.caller.display_name,
+            callee_name=callee_side.display_name if callee_side else None,
+            status=status,
+            started_at=call.started_at,
+            answered_at=call.answered_at,
+            ended_at=utcnow(),
+        ))
+        await asyncio.gather(*(self._outbox.emit(p.sid, "call-ended", {}) for p in notify))
+
+    def _user_of(self, call_id: str) -> int | None:
+        peers = self.registry.sockets_of(call_id)
+        return peers[0].user_id if peers else None
+
+    async def _no_answer(self, call: Call) -> None:
+        if call.state != "ringing":
+            return
+        await self._end(call, "missed", notify=list(call.ringing))
+        await self._outbox.emit(call.caller.sid, "call-error", {"message": f"{call.callee_call_id} did not answer"})
+
+    @staticmethod
+    def _cancel_timer(call: Call) -> None:
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+
+    def _ring_timed_out(self, call: Call) -> None:
+        task = asyncio.get_running_loop().create_task(self._no_answer(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

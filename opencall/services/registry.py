@@ -1,0 +1,77 @@
+"""Who is connected: each socket's identity, and which sockets answer to which Call ID."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Peer:
+    """One connected socket. ``call_id`` is set once it has registered."""
+
+    sid: str
+    user_id: int | None
+    username: str | None
+    api_key_hash: str | None  # the key it authenticated with; None for cookie or anonymous sockets
+    ip: str
+    call_id: str | None = None
+    display_name: str | None = None
+    call: object | None = field(default=None, repr=False)  # the Call this socket takes part in
+
+    @property
+    def shown_name(self) -> str | None:
+        """The name to show others: the display name, else the account's username."""
+        return self.display_name or self.username
+
+
+class Registry:
+    """Connected sockets by sid and registered sockets by Call ID; also the Presence the REST API reads."""
+
+    def __init__(self) -> None:
+        self.peers: dict[str, Peer] = {}
+        self._by_call_id: dict[str, set[str]] = defaultdict(set)
+        self._by_user: dict[int, set[str]] = defaultdict(set)
+
+    def connect(self, peer: Peer) -> None:
+        self.peers[peer.sid] = peer
+        if peer.user_id is not None:
+            self._by_user[peer.user_id].add(peer.sid)
+
+    def register(self, peer: Peer, call_id: str) -> None:
+        if peer.call_id and peer.call_id != call_id:
+            self._discard(self._by_call_id, peer.call_id, peer.sid)
+        peer.call_id = call_id
+        self._by_call_id[call_id].add(peer.sid)
+
+    def disconnect(self, sid: str) -> Peer | None:
+        peer = self.peers.pop(sid, None)
+        if peer is None:
+            return None
+        if peer.call_id:
+            self._discard(self._by_call_id, peer.call_id, sid)
+        if peer.user_id is not None:
+            self._discard(self._by_user, peer.user_id, sid)
+        return peer
+
+    def sockets_of(self, call_id: str) -> list[Peer]:
+        """The registered sockets that answer to ``call_id`` (several for an account with many tabs)."""
+        return [self.peers[sid] for sid in self._by_call_id.get(call_id, ())]
+
+    def sockets_of_user(self, user_id: int) -> list[Peer]:
+        return [self.peers[sid] for sid in self._by_user.get(user_id, ())]
+
+    def online_call_id(self, user_id: int) -> str | None:
+        """Presence: the Call ID of a registered socket of this account, or None."""
+        for peer in self.sockets_of_user(user_id):
+            if peer.call_id:
+                return peer.call_id
+        return None
+
+    @staticmethod
+    def _discard(index: dict, key: object, sid: str) -> None:  # type: ignore[type-arg]
+        sids = index.get(key)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del index[key]

@@ -1,0 +1,122 @@
+"""python-socketio in Sanic's native mode: thin handlers around :class:`~opencall.services.calls.Signaling`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from sanic import Sanic
+
+from opencall.api.context import SESSION_COOKIE
+from opencall.origins import is_own_origin
+from opencall.services.accounts import Accounts
+from opencall.services.calls import Signaling
+from opencall.services.errors import ServiceError
+from opencall.services.registry import Peer
+
+log = logging.getLogger("opencall.signaling")
+
+# Engine.IO messages larger than this are refused by the transport itself (a 64 KiB SDP plus headroom).
+MAX_MESSAGE = 128 * 1024
+INVALID_KEY = "Invalid API key"
+EventHandler = Callable[[str, Any], Awaitable[None]]
+
+
+class SocketIOOutbox:
+    """The :class:`~opencall.services.calls.Outbox` of a python-socketio server."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    async def emit(self, sid: str, event: str, payload: dict[str, Any]) -> None:
+        await self._sio.emit(event, payload, to=sid)
+
+    async def disconnect(self, sid: str) -> None:
+        await self._sio.disconnect(sid)
+
+
+def make_socket_server(public_url: str | None) -> socketio.AsyncServer:
+    """The Socket.IO server; browsers may connect only from this server's own origin."""
+
+    def origin_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        return origin is None or is_own_origin(origin, environ["sanic.request"], public_url)
+
+    return socketio.AsyncServer(
+        async_mode="sanic",
+        cors_allowed_origins=origin_allowed,
+        max_http_buffer_size=MAX_MESSAGE,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts: Accounts) -> None:
+    """Register the handlers of api.md's events and attach the server to the Sanic app."""
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request = environ["sanic.request"]
+        key = auth.get("apiKey") if isinstance(auth, dict) else None
+        key_hash = None
+        if key is not None:
+            user = await accounts.user_for_api_key(key) if isinstance(key, str) else None
+            if user is None:
+                log.info("socket refused from %s: invalid API key", request.ip)
+                raise socketio.exceptions.ConnectionRefusedError(INVALID_KEY)
+            key_hash = hashlib.sha256(key.encode()).hexdigest()
+        else:
+            token = request.cookies.get(SESSION_COOKIE)
+            user = await accounts.user_for_session(token) if token else None
+        signaling.connected(Peer(
+            sid=sid,
+            user_id=user.id if user else None,
+            username=user.username if user else None,
+            api_key_hash=key_hash,
+            ip=request.ip,
+        ))
+
+    @sio.event
+    async def disconnect(sid: str, *reason: Any) -> None:
+        await signaling.disconnected(sid)
+
+    def handle(event: str, action: EventHandler) -> None:
+        async def run(sid: str, *args: Any) -> None:
+            if not signaling.admit(sid):
+                return
+            try:
+                await action(sid, args[0] if args else None)
+            except ServiceError as exc:
+                await sio.emit("call-error", {"message": str(exc)}, to=sid)
+            except Exception:
+                log.exception("%s from socket %s failed", event, sid)
+                await sio.emit("call-error", {"message": "Internal server error"}, to=sid)
+
+        sio.on(event, run)
+
+    for event, action in (
+        ("register", signaling.register),
+        ("update-name", signaling.update_name),
+        ("call", signaling.place),
+        ("answer", signaling.answer),
+        ("reject", signaling.reject),
+        ("hangup", signaling.hangup),
+        ("ice-candidate", signaling.relay_candidate),
+    ):
+        handle(event, action)
+
+    @sio.on("*")
+    async def unknown(event: str, sid: str, *args: Any) -> None:
+        if signaling.admit(sid):
+            await sio.emit("call-error", {"message": f"Unknown event: {str(event)[:40]}"}, to=sid)
+
+    sio.attach(app)
+
+    @app.before_server_stop
+    async def close_sockets(app: Sanic) -> None:
+        # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls).
+        if sio.eio.sockets:
+            await sio.eio.disconnect()
+        await sio.shutdown()
