@@ -20,7 +20,7 @@ NOT_AUTHENTICATED = "Not authenticated"
 
 
 def services(request: Request) -> AppServices:
-    return request.app.ctx.services  # type: ignore[no-any-return]
+    return request.app.ctx.services
 
 
 def json_body(request: Request) -> dict[str, Any]:
@@ -57,7 +57,7 @@ class Caller:
 async def identify(request: Request) -> Caller:
     """Resolve the API key, else the session cookie. A wrong key never falls back to the cookie."""
     if hasattr(request.ctx, "caller"):
-        return request.ctx.caller  # type: ignore[no-any-return]
+        return request.ctx.caller
     accounts = services(request).accounts
     key = presented_api_key(request)
     if key is not None:
@@ -79,9 +79,9 @@ async def require_user(request: Request) -> User:
 
 def anonymous_id(request: Request) -> str:
     """A stable id for a browser without an account, kept in a cookie set by :func:`remember_anonymous`."""
-    current = request.cookies.get(ANON_COOKIE, "")
+    current = request.cookies.get(ANON_COOKIE) or ""
     if current.startswith("anon-") and len(current) == 17 and current[5:].isalnum():
         return current
     if not hasattr(request.ctx, "new_anon_id"):
         request.ctx.new_anon_id = "anon-" + secrets.token_hex(6)
-    return request.ctx.new_anon_id  # type: ignore[no-any-return]
+    return request.ctx.new_anon_id

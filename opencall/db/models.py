@@ -28,6 +28,7 @@ class ApiKey(Model):
     user: fields.OneToOneRelation[User] = fields.OneToOneField(
         "models.User", related_name="api_key", on_delete=fields.CASCADE
     )
+    user_id: int
     lookup_hash = fields.CharField(max_length=64, unique=True)
     encrypted_key = fields.TextField()
     created_at = fields.DatetimeField()
@@ -59,6 +60,7 @@ class Invite(Model):
     creator: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="invites", on_delete=fields.CASCADE
     )
+    creator_id: int
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     claimed_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
@@ -80,6 +82,8 @@ class Call(Model):
     callee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="incoming_calls", null=True, on_delete=fields.SET_NULL
     )
+    caller_id: int | None
+    callee_id: int | None
     caller_call_id = fields.CharField(max_length=8)
     callee_call_id = fields.CharField(max_length=8)
     caller_name = fields.CharField(max_length=32, null=True)

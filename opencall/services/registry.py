@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(eq=False)
@@ -69,7 +70,7 @@ class Registry:
         return None
 
     @staticmethod
-    def _discard(index: dict, key: object, sid: str) -> None:  # type: ignore[type-arg]
+    def _discard(index: dict[Any, set[str]], key: object, sid: str) -> None:
         sids = index.get(key)
         if sids is not None:
             sids.discard(sid)

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 API_KEY_ENCRYPTION_FILE = "api-key-encryption.key"
-TURN_SECRET_FILE = "turn-secret"
+TURN_SECRET_FILE = "turn-secret"  # noqa: S105 - a file name, not a secret
 
 
 def _load_or_create(path: Path, make: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""python-socketio in Sanic's native mode: thin handlers around :class:`~opencall.services.calls.Signaling`."""
+"""python-socketio in Sanic's native mode: thin handlers around the call service."""
 
 from __future__ import annotations
 
