@@ -76,8 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(config)
         return serve(config)
     except OSError as exc:
-        logging.getLogger("opencall").error("cannot start: %s", exc)
-        print(f"opencall: cannot start: {exc}", file=sys.stderr)
+        if logging.getLogger().handlers:  # logging is set up: it writes stderr and the log file
+            logging.getLogger("opencall").error("cannot start: %s", exc)
+        else:
+            print(f"opencall: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
