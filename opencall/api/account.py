@@ -5,10 +5,12 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from opencall.api.context import require_user, services
+from opencall.api.context import anonymous_id, identify, require_user, services
+from opencall.api.cookies import remember_anonymous
 from opencall.api.timefmt import iso_utc, sql_utc
 from opencall.origins import own_origin
 from opencall.services import history
+from opencall.services.invites import InviteView
 
 bp = Blueprint("account", url_prefix="/api")
 
@@ -35,16 +37,29 @@ async def generate_invite(request: Request) -> HTTPResponse:
     return json({"token": token, "url": f"{base}/invite/{token}"})
 
 
-@bp.get("/invite/<token:str>")
-async def look_up_invite(request: Request, token: str) -> HTTPResponse:
-    user = await require_user(request)
-    view = await services(request).invites.look_up(token, user)
-    return json({
+def _invite_json(view: InviteView) -> dict[str, object]:
+    return {
         "creatorUsername": view.creator_username,
         "creatorCallId": view.creator_call_id,
         "online": view.online,
         "expiresAt": iso_utc(view.expires_at),
-    })
+    }
+
+
+@bp.get("/invite/<token:str>")
+async def look_up_invite(request: Request, token: str) -> HTTPResponse:
+    user = await require_user(request)
+    return json(_invite_json(await services(request).invites.look_up(token, user)))
+
+
+@bp.get("/invite/<token:str>/preview")
+async def preview_invite(request: Request, token: str) -> HTTPResponse:
+    """The invite page's look-up: the same answer, for a signed-in user or an anonymous browser."""
+    user = (await identify(request)).user
+    anon = None if user else anonymous_id(request)
+    response = json(_invite_json(await services(request).invites.look_up(token, user, anon)))
+    remember_anonymous(request, response)
+    return response
 
 
 @bp.get("/call-history")

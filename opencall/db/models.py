@@ -53,7 +53,7 @@ class Session(Model):
 
 
 class Invite(Model):
-    """A one-time invite link back to its creator, claimed by the first other account that opens it."""
+    """A one-time invite link back to its creator, claimed by the first other visitor that opens it."""
 
     id = fields.IntField(primary_key=True)
     token = fields.CharField(max_length=36, unique=True)
@@ -66,6 +66,7 @@ class Invite(Model):
     claimed_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="claimed_invites", null=True, on_delete=fields.SET_NULL
     )
+    claimed_by_anon = fields.CharField(max_length=32, null=True)  # an anonymous browser's id
     claimed_at = fields.DatetimeField(null=True)
 
     class Meta:

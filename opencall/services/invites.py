@@ -1,8 +1,8 @@
 """One-time invite links back to their creator.
 
-"One-time" here: the first account other than the creator that opens an invite claims it. The claimant
-can open it again until it expires (reloads, a retry after a missed call); anyone else gets 410. The
-creator's own look-ups never claim it.
+"One-time" here: the first visitor other than the creator that opens an invite claims it: an account, or
+an anonymous browser by its anonymous id. The claimant can open it again until it expires (reloads, a
+retry after a missed call); anyone else gets 410. The creator's own look-ups never claim it.
 """
 
 from __future__ import annotations
@@ -41,18 +41,23 @@ class Invites:
         await Invite.filter(creator=creator, expires_at__lt=now).delete()
         return invite.token
 
-    async def look_up(self, token: str, viewer: User) -> InviteView:
-        """The invite's creator and presence; claims it for ``viewer`` on first use by someone else."""
+    async def look_up(self, token: str, viewer: User | None, anonymous_id: str | None = None) -> InviteView:
+        """The invite's creator and presence; claims it for the viewer (an account, else an anonymous
+        browser) on first use by someone other than the creator."""
         invite = await Invite.get_or_none(token=token.lower()).prefetch_related("creator")
         if invite is None:
             raise NotFound("Invite not found")
         now = utcnow()
         if invite.expires_at <= now:
             raise Gone("Invite expired")
-        if viewer.id != invite.creator_id:
-            claimed = await Invite.filter(
-                Q(claimed_by_id=None) | Q(claimed_by_id=viewer.id), id=invite.id
-            ).update(claimed_by_id=viewer.id, claimed_at=now)
+        if viewer is None or viewer.id != invite.creator_id:
+            unclaimed = Q(claimed_by_id=None, claimed_by_anon=None)
+            claim: dict[str, int | str | None]
+            if viewer is not None:
+                mine, claim = Q(claimed_by_id=viewer.id), {"claimed_by_id": viewer.id}
+            else:
+                mine, claim = Q(claimed_by_anon=anonymous_id), {"claimed_by_anon": anonymous_id}
+            claimed = await Invite.filter(unclaimed | mine, id=invite.id).update(**claim, claimed_at=now)
             if not claimed:
                 raise Gone("Invite already used")
         call_id = self._presence.online_call_id(invite.creator_id)

@@ -1,0 +1,53 @@
+"""The schema is created and upgraded by Tortoise's migrations when the server starts."""
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import Server, test_config
+
+MIGRATE_TO_FIRST = """
+import asyncio, sys
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
+from opencall.db.setup import tortoise_config
+
+async def main():
+    await migrate(config=tortoise_config("sqlite://" + sys.argv[1]), target="models.0001_initial")
+    await Tortoise.close_connections()
+
+asyncio.run(main())
+"""
+
+
+def _columns(db: Path, table: str) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def test_server_upgrades_a_database_made_by_the_first_migration(tmp_path: Path) -> None:
+    server = Server(tmp_path / "srv", test_config(tmp_path / "srv"))
+    db = server.data_dir / "opencall.db"
+    db.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", MIGRATE_TO_FIRST, str(db)], check=True, timeout=60)
+    assert "claimed_by_anon" not in _columns(db, "invites")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO users (username, username_key, email, password_hash, created_at) "
+            "VALUES ('old', 'old', 'old@example.com', 'x', '2026-01-01 00:00:00+00:00')"
+        )
+    server.start()
+    try:
+        assert "claimed_by_anon" in _columns(db, "invites")
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT username FROM users").fetchall() == [("old",)]
+            applied = [row[0] for row in conn.execute("SELECT name FROM tortoise_migrations ORDER BY id")]
+        assert applied[-1].startswith("0002")
+    finally:
+        server.stop()
+
+
+def test_sqlite_runs_in_wal_mode(server: Server) -> None:
+    with sqlite3.connect(server.data_dir / "opencall.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
