@@ -1,0 +1,171 @@
+"""The `opencall` command: check-config and serve, config errors (exit 2, one line), OPENCALL_CONFIG."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support import free_port
+
+EXIT_CONFIG = 2
+OPENCALL = Path(sys.executable).parent / "opencall"  # the console script installed beside this Python
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 20
+         ) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "opencall", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _loopback_config(folder: Path, **extra: object) -> dict[str, object]:
+    return {"server": {"host": "127.0.0.1", "port": free_port(), "tls": "off"},
+            "turn": {"listen": "127.0.0.1", "advertise": "127.0.0.1", "port": free_port(), "tls_port": None},
+            **extra}
+
+
+BAD_CONFIGS = {
+    "unknown-key": ("colour: blue\n", "colour"),
+    "unknown-nested-key": ("server:\n  hostname: box\n", "server.hostname"),
+    "port-out-of-range": ("server:\n  port: 70000\n", "server.port"),
+    "tls-garbage": ("server:\n  tls: maybe\n", "server.tls"),
+    "bad-cidr": ("turn:\n  allowed_peers: [10.0.0.0/33]\n", "turn.allowed_peers"),
+    "bad-log-level": ("log_level: chatty\n", "log_level"),
+    "turn-port-equals-server-port": ("server:\n  port: 9000\nturn:\n  port: 9000\n", "turn.port"),
+    "non-mapping": ("- server\n- turn\n", "config"),
+    "invalid-yaml": ("server:\n  port: [8443\n  tls: off\n", "not valid YAML"),
+    "missing-file": (None, "cannot read"),
+    "directory": ("<dir>", "cannot read"),
+}
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path, command: str, case: str) -> None:
+    text, names = BAD_CONFIGS[case]
+    path = tmp_path / "opencall.yaml"
+    if text == "<dir>":
+        path.mkdir()
+    elif text is not None:
+        path.write_text(text)
+    result = _run([command, "--config", str(path)], cwd=tmp_path)
+    assert result.returncode == EXIT_CONFIG, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("opencall: config error: ")
+    assert names in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "data").exists()  # nothing was started or created
+
+
+def test_config_errors_via_opencall_config_env(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("rate_limits:\n  login_per_ip: lots\n")
+    for command in ("check-config", "serve"):
+        result = _run([command], cwd=tmp_path, env={"OPENCALL_CONFIG": str(path)})
+        assert result.returncode == EXIT_CONFIG
+        assert result.stderr.splitlines() == [
+            "opencall: config error: rate_limits.login_per_ip: must be an integer from 0 to 1000000, got 'lots'"]
+
+
+@pytest.mark.parametrize("tls", ["off", "false"])
+def test_tls_off_and_false_are_accepted(tmp_path: Path, tls: str) -> None:
+    path = tmp_path / "opencall.yaml"
+    path.write_text(f"server:\n  port: 8080\n  tls: {tls}\n")
+    result = _run(["check-config", "--config", str(path)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"config OK: {path}" in result.stdout
+    assert "web:      http://0.0.0.0:8080" in result.stdout
+
+
+def test_embedded_defaults_without_a_config_file(tmp_path: Path) -> None:
+    result = _run(["check-config"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "config OK: embedded defaults"
+    for expected in ("  web:      https://0.0.0.0:8443",
+                     f"  data_dir: {tmp_path / 'data'}",
+                     f"  database: sqlite://{tmp_path / 'data' / 'opencall.db'}",
+                     f"  log_file: {tmp_path / 'logs' / 'opencall.log'}",
+                     "  turn:     on, port 3478"):
+        assert expected in lines
+    assert result.stderr == ""
+
+
+def test_check_config_resolves_relative_paths_against_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "opencall.yaml").write_text("data_dir: state\nlog_file: logs/x.log\n")
+    result = _run(["check-config", "--config", "conf/opencall.yaml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"  data_dir: {folder / 'state'}" in result.stdout
+    assert f"  log_file: {folder / 'logs' / 'x.log'}" in result.stdout
+
+
+def test_opencall_config_env_is_honoured_by_check_config(tmp_path: Path) -> None:
+    path = tmp_path / "env.yaml"
+    path.write_text("server:\n  port: 9443\n")
+    result = _run(["check-config"], cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert f"config OK: {path}" in result.stdout
+    assert "web:      https://0.0.0.0:9443" in result.stdout
+    assert f"  data_dir: {tmp_path / 'data'}" in result.stdout
+
+
+def test_serve_reads_opencall_config_and_runs_from_any_directory(tmp_path: Path) -> None:
+    config = _loopback_config(tmp_path)
+    path = tmp_path / "opencall.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = config["server"]["port"]  # type: ignore[index]
+    env = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
+    env["OPENCALL_CONFIG"] = str(path)
+    with (tmp_path / "stderr.txt").open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "opencall", "serve"], cwd="/", env=env,
+                                stdout=err, stderr=err)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/auth/me", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+                time.sleep(0.1)
+        assert response.json() == {"authenticated": False}
+        # Relative data_dir and log_file (the defaults) landed beside the config file, not in /.
+        assert (tmp_path / "data" / "opencall.db").is_file()
+        assert (tmp_path / "logs" / "opencall.log").is_file()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_console_script(tmp_path: Path) -> None:
+    assert OPENCALL.exists(), f"console script missing: {OPENCALL}"
+    version = subprocess.run([str(OPENCALL), "--version"], capture_output=True, text=True, timeout=20,
+                             check=False)
+    assert version.returncode == 0
+    assert version.stdout.startswith("opencall ")
+    path = tmp_path / "opencall.yaml"
+    path.write_text("nonsense: 1\n")
+    result = subprocess.run([str(OPENCALL), "check-config", "--config", str(path)], capture_output=True,
+                            text=True, timeout=20, check=False)
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr == "opencall: config error: nonsense: unknown key\n"
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = _run([], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip()
+    assert "Traceback" not in result.stderr
