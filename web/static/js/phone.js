@@ -1,0 +1,545 @@
+// One call at a time: the WebRTC side of api.md's walkthrough and error table.
+//
+// States: idle → outgoing (mic + ICE config, then ringing) or incoming (ringing) → connecting → active → idle.
+// Every exit path goes through end(), which stops the tracks, closes the peer connection and says why.
+
+import {api} from './api.js';
+import {ringback, ringtone} from './audio.js';
+import {isCallId, normalize} from './callid.js';
+import {log} from './log.js';
+
+const STATS_EVERY_MS = 1000;
+// How long a dropped connection ('disconnected') may try to recover before the call is given up.
+const RECOVERY_GRACE_MS = 20_000;
+
+/** Test-only switch: force TURN relay (iceTransportPolicy 'relay'). See docs/web.md. */
+export function relayOnlyRequested() {
+  try {
+    const params = new URLSearchParams(location.search);
+    if (params.has('forceRelay')) {
+      const on = params.get('forceRelay') !== '0';
+      if (on) sessionStorage.setItem('opencall.forceRelay', '1');
+      else sessionStorage.removeItem('opencall.forceRelay');
+    }
+    return sessionStorage.getItem('opencall.forceRelay') === '1' || localStorage.getItem('opencall.forceRelay') === '1';
+  } catch {
+    return false;
+  }
+}
+
+function micError(err) {
+  switch (err && err.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Microphone access was blocked. Allow the microphone for this site in your browser’s settings, then try again.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No microphone was found on this device.';
+    case 'NotReadableError':
+      return 'The microphone is busy in another app. Close that app and try again.';
+    default:
+      return `The microphone could not be started (${(err && err.message) || 'unknown error'}).`;
+  }
+}
+
+let nextSessionId = 1;
+
+export class Phone extends EventTarget {
+  constructor(signaling) {
+    super();
+    this.signaling = signaling;
+    this.state = 'idle';
+    this.session = null;
+    this.forceRelay = relayOnlyRequested();
+    this.audio = document.createElement('audio');
+    this.audio.autoplay = true;
+    this.audio.setAttribute('playsinline', '');
+    this.audio.hidden = true;
+    document.body.append(this.audio);
+
+    const on = (name, handler) => signaling.addEventListener(name, (event) => handler.call(this, event.detail));
+    on('incoming-call', this.onIncoming);
+    on('call-answered', this.onAnswered);
+    on('call-rejected', this.onRejected);
+    on('call-ended', this.onRemoteEnded);
+    on('ice-candidate', this.onRemoteCandidate);
+    on('call-error', this.onCallError);
+    on('lost', this.onSignalingLost);
+    window.addEventListener('pagehide', () => {
+      if (this.session) this.end({message: 'You left the page.', notify: this.hangupEvent()});
+    });
+  }
+
+  // -- public actions ------------------------------------------------------------------------------------
+
+  /** Place a call to a Call ID: microphone, fresh ICE config, offer, `call`. */
+  async call(rawTarget, label = null) {
+    const target = normalize(rawTarget);
+    if (this.session) throw new Error('You are already in a call.');
+    if (!isCallId(target)) throw new Error('That is not a valid Call ID.');
+    if (!this.signaling.online) throw new Error('Not connected to the server yet. Wait a moment and try again.');
+    if (target === this.signaling.callId) throw new Error('That is your own Call ID. Call someone else’s.');
+
+    const s = this.newSession('outgoing', target, label);
+    s.phase = 'Getting the microphone ready…';
+    this.setState('outgoing');
+    log.info('call', `calling ${target}${this.forceRelay ? ' (relay only)' : ''}`);
+    try {
+      const [ice, stream] = await Promise.all([this.fetchIceConfig(), this.getMicrophone()]);
+      if (this.session !== s) {
+        stream.getTracks().forEach((track) => track.stop());
+        return;
+      }
+      this.attachPeerConnection(s, ice, stream);
+      const offer = await s.pc.createOffer();
+      await s.pc.setLocalDescription(offer);
+      if (this.session !== s) return;
+      if (!this.signaling.emit('call', {targetCallId: target, offer: {type: 'offer', sdp: s.pc.localDescription.sdp}})) {
+        throw new Error('Lost the connection to the server. Try again in a moment.');
+      }
+      this.markSignalled(s);
+      s.phase = 'Ringing…';
+      ringback.start();
+      this.changed();
+    } catch (err) {
+      if (this.session !== s) return;
+      log.error('call', 'could not place the call:', err);
+      this.end({message: err.userMessage || err.message, kind: 'error', notify: s.signalled ? 'hangup' : null});
+    }
+  }
+
+  /** Accept the ringing call: microphone, fresh ICE config, answer. */
+  async accept() {
+    const s = this.session;
+    if (!s || this.state !== 'incoming') return;
+    ringtone.stop();
+    this.closeNotification(s);
+    s.phase = 'Connecting…';
+    this.setState('connecting');
+    log.info('call', `accepting call from ${s.peerCallId}`);
+    try {
+      const [ice, stream] = await Promise.all([this.fetchIceConfig(), this.getMicrophone()]);
+      if (this.session !== s) {
+        stream.getTracks().forEach((track) => track.stop());
+        return;
+      }
+      this.attachPeerConnection(s, ice, stream);
+      await s.pc.setRemoteDescription(s.offer);
+      await this.remoteDescriptionSet(s);
+      const answer = await s.pc.createAnswer();
+      await s.pc.setLocalDescription(answer);
+      if (this.session !== s) return;
+      if (!this.signaling.emit('answer', {targetCallId: s.peerCallId, answer: {type: 'answer', sdp: s.pc.localDescription.sdp}})) {
+        throw new Error('Lost the connection to the server.');
+      }
+      this.markSignalled(s);
+    } catch (err) {
+      if (this.session !== s) return;
+      log.error('call', 'could not answer:', err);
+      // The caller is still ringing: decline so they hear about it at once.
+      this.end({message: `${err.userMessage || err.message} The call was declined.`, kind: 'error', notify: 'reject'});
+    }
+  }
+
+  decline() {
+    if (!this.session || this.state !== 'incoming') return;
+    log.info('call', `declined call from ${this.session.peerCallId}`);
+    this.end({message: `You declined the call from ${this.peerLabel()}.`, notify: 'reject'});
+  }
+
+  hangup() {
+    const s = this.session;
+    if (!s) return;
+    if (this.state === 'incoming') {
+      this.decline();
+      return;
+    }
+    log.info('call', `hung up (${this.state})`);
+    const message = this.state === 'active' ? 'Call ended.' : `Call to ${this.peerLabel()} cancelled.`;
+    this.end({message, notify: this.hangupEvent()});
+  }
+
+  setMuted(muted) {
+    const s = this.session;
+    if (!s || !s.localStream) return;
+    s.muted = muted;
+    for (const track of s.localStream.getAudioTracks()) track.enabled = !muted;
+    log.info('call', muted ? 'microphone muted' : 'microphone unmuted');
+    this.changed();
+  }
+
+  toggleMute() {
+    if (this.session) this.setMuted(!this.session.muted);
+  }
+
+  peerLabel() {
+    const s = this.session;
+    return s ? s.peerName || s.peerCallId : '';
+  }
+
+  // -- signaling events ---------------------------------------------------------------------------------------
+
+  onIncoming({callerCallId, callerDisplayName, offer}) {
+    if (this.session) {
+      // The server answers "busy" itself; a second ring here means another tab of ours is in a call.
+      log.warn('call', `ignored incoming call from ${callerCallId}: already in a call`);
+      return;
+    }
+    if (!offer || offer.type !== 'offer') {
+      log.warn('call', 'incoming call without an offer: ignored');
+      return;
+    }
+    const s = this.newSession('incoming', callerCallId, callerDisplayName || null);
+    s.offer = offer;
+    s.phase = 'Incoming call';
+    this.setState('incoming');
+    log.info('call', `incoming call from ${callerCallId}`);
+    ringtone.start();
+    this.showNotification(s);
+  }
+
+  async onAnswered({answer, calleeDisplayName}) {
+    const s = this.session;
+    if (!s || s.direction !== 'outgoing' || this.state !== 'outgoing' || !s.pc) return;
+    ringback.stop();
+    if (calleeDisplayName) s.peerName = calleeDisplayName;
+    s.phase = 'Connecting…';
+    this.setState('connecting');
+    log.info('call', `${s.peerCallId} answered`);
+    try {
+      await s.pc.setRemoteDescription(answer);
+      await this.remoteDescriptionSet(s);
+    } catch (err) {
+      log.error('call', 'bad answer:', err);
+      if (this.session === s) this.end({message: 'The other side sent an answer this browser cannot use.', kind: 'error', notify: 'hangup'});
+    }
+  }
+
+  onRejected() {
+    if (!this.session || this.session.direction !== 'outgoing') return;
+    log.info('call', `${this.session.peerCallId} declined`);
+    this.end({message: `${this.peerLabel()} declined the call.`, kind: 'warn'});
+  }
+
+  onRemoteEnded() {
+    if (!this.session) return;
+    log.info('call', `remote ended the call (${this.state})`);
+    const who = this.peerLabel();
+    let message = `${who} hung up.`;
+    if (this.state === 'incoming') message = `Missed call from ${who}.`;
+    else if (this.state === 'outgoing') message = `The call to ${who} ended before it was answered.`;
+    this.end({message});
+  }
+
+  async onRemoteCandidate({candidate}) {
+    const s = this.session;
+    if (!s || !candidate) return;
+    // Trickle-ICE ordering: hold candidates until the remote description is set (api.md).
+    if (!s.pc || !s.remoteSet) {
+      s.remoteQueue.push(candidate);
+      return;
+    }
+    await this.addRemoteCandidate(s, candidate);
+  }
+
+  onCallError({message}) {
+    const text = message || 'The call could not be placed.';
+    const s = this.session;
+    if (s && s.direction === 'outgoing' && (this.state === 'outgoing' || this.state === 'connecting') && !s.connectedAt) {
+      log.warn('call', `call-error: ${text}`);
+      this.end({message: text, kind: 'error'});
+      return;
+    }
+    log.warn('signaling', `call-error: ${text}`);
+    this.dispatchEvent(new CustomEvent('notice', {detail: {message: text, kind: 'error'}}));
+  }
+
+  onSignalingLost() {
+    if (!this.session) return;
+    // api.md: a server disconnect mid-call effectively ends the call (the reconnect registers anew).
+    this.end({message: 'Lost the connection to the server, so the call ended.', kind: 'error'});
+  }
+
+  // -- WebRTC -----------------------------------------------------------------------------------------------
+
+  newSession(direction, peerCallId, peerName) {
+    this.session = {
+      id: nextSessionId++,
+      direction,
+      peerCallId,
+      peerName,
+      offer: null,
+      pc: null,
+      localStream: null,
+      remoteStream: null,
+      remoteQueue: [],
+      remoteSet: false,
+      localQueue: [],
+      signalled: false,
+      muted: false,
+      startedAt: Date.now(),
+      connectedAt: null,
+      phase: '',
+      stats: null,
+      statsTimer: null,
+      recoveryTimer: null,
+      notification: null,
+      lastInbound: null,
+    };
+    return this.session;
+  }
+
+  /** ICE servers are fetched fresh for every call: the TURN credentials in them expire. */
+  async fetchIceConfig() {
+    try {
+      const config = await api('/api/ice-config');
+      return config && Array.isArray(config.iceServers) ? config : {iceServers: []};
+    } catch (err) {
+      const wrapped = new Error(`Could not get the connection settings from the server: ${err.message}`);
+      wrapped.userMessage = wrapped.message;
+      throw wrapped;
+    }
+  }
+
+  async getMicrophone() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      const err = new Error('This browser cannot use the microphone here. Open the box over https:// (see “Trust this box”).');
+      err.userMessage = err.message;
+      throw err;
+    }
+    try {
+      return await navigator.mediaDevices.getUserMedia({
+        audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true},
+        video: false,
+      });
+    } catch (err) {
+      const wrapped = new Error(micError(err));
+      wrapped.userMessage = wrapped.message;
+      throw wrapped;
+    }
+  }
+
+  attachPeerConnection(s, ice, stream) {
+    const config = {...ice};
+    if (this.forceRelay) config.iceTransportPolicy = 'relay';
+    const pc = new RTCPeerConnection(config);
+    s.pc = pc;
+    s.localStream = stream;
+    for (const track of stream.getTracks()) pc.addTrack(track, stream);
+
+    pc.onicecandidate = ({candidate}) => {
+      if (!candidate || !candidate.candidate) return; // end of candidates: nothing to relay
+      const init = candidate.toJSON();
+      if (s.signalled) this.sendCandidate(s, init);
+      else s.localQueue.push(init); // the server drops candidates for a call it has not seen yet
+    };
+    pc.ontrack = (event) => {
+      s.remoteStream = event.streams[0] || new MediaStream([event.track]);
+      this.audio.srcObject = s.remoteStream;
+      this.audio.play().catch((err) => log.warn('call', 'remote audio did not autoplay:', err));
+      this.changed();
+    };
+    const onStateChange = () => this.onConnectionState(s);
+    pc.onconnectionstatechange = onStateChange;
+    pc.oniceconnectionstatechange = onStateChange;
+    s.statsTimer = setInterval(() => this.collectStats(s), STATS_EVERY_MS);
+  }
+
+  markSignalled(s) {
+    s.signalled = true;
+    for (const candidate of s.localQueue.splice(0)) this.sendCandidate(s, candidate);
+  }
+
+  sendCandidate(s, candidate) {
+    this.signaling.emit('ice-candidate', {targetCallId: s.peerCallId, candidate});
+  }
+
+  async remoteDescriptionSet(s) {
+    s.remoteSet = true;
+    for (const candidate of s.remoteQueue.splice(0)) await this.addRemoteCandidate(s, candidate);
+  }
+
+  async addRemoteCandidate(s, candidate) {
+    try {
+      await s.pc.addIceCandidate(candidate);
+    } catch (err) {
+      log.warn('webrtc', 'addIceCandidate failed:', err);
+    }
+  }
+
+  onConnectionState(s) {
+    if (this.session !== s || !s.pc) return;
+    const pc = s.pc;
+    // Firefox before 113 has no connectionState; the ICE state says nearly the same.
+    const state = pc.connectionState || pc.iceConnectionState;
+    log.info('webrtc', `connection ${state} (ice ${pc.iceConnectionState})`);
+    if (state === 'connected' || state === 'completed') {
+      clearTimeout(s.recoveryTimer);
+      s.recoveryTimer = null;
+      if (!s.connectedAt) {
+        s.connectedAt = Date.now();
+        ringback.stop();
+        log.info('call', `connected with ${s.peerCallId}`);
+      }
+      s.phase = '';
+      this.setState('active');
+    } else if (state === 'disconnected') {
+      // A network change or a short outage: ICE keeps checking, and new local candidates (continual
+      // gathering) are still trickled to the peer over the live signaling channel. Give it time.
+      s.phase = 'Reconnecting…';
+      this.changed();
+      clearTimeout(s.recoveryTimer);
+      s.recoveryTimer = setTimeout(() => {
+        if (this.session === s && s.pc && (s.pc.connectionState || s.pc.iceConnectionState) === 'disconnected') {
+          this.end({message: 'The connection dropped and did not come back, so the call ended.', kind: 'error', notify: 'hangup'});
+        }
+      }, RECOVERY_GRACE_MS);
+    } else if (state === 'failed') {
+      const message = s.connectedAt
+        ? 'The connection failed, so the call ended.'
+        : 'Could not connect the call: no network path between you two worked.';
+      this.end({message, kind: 'error', notify: 'hangup'});
+    }
+  }
+
+  async collectStats(s) {
+    if (this.session !== s || !s.pc || s.pc.signalingState === 'closed') return;
+    let report;
+    try {
+      report = await s.pc.getStats();
+    } catch {
+      return;
+    }
+    const byId = new Map();
+    report.forEach((entry) => byId.set(entry.id, entry));
+    let pair = null;
+    let inbound = null;
+    let remoteInbound = null;
+    for (const entry of byId.values()) {
+      const kind = entry.kind || entry.mediaType;
+      if (entry.type === 'transport' && entry.selectedCandidatePairId) pair = byId.get(entry.selectedCandidatePairId) || pair;
+      else if (entry.type === 'inbound-rtp' && kind === 'audio') inbound = entry;
+      else if (entry.type === 'remote-inbound-rtp' && kind === 'audio') remoteInbound = entry;
+    }
+    if (!pair) {
+      for (const entry of byId.values()) {
+        if (entry.type === 'candidate-pair' && (entry.selected || (entry.nominated && entry.state === 'succeeded'))) {
+          pair = entry;
+          break;
+        }
+      }
+    }
+    const local = pair ? byId.get(pair.localCandidateId) : null;
+    const remote = pair ? byId.get(pair.remoteCandidateId) : null;
+    let route = null;
+    if (local || remote) {
+      route = (local && local.candidateType === 'relay') || (remote && remote.candidateType === 'relay') ? 'relay' : 'direct';
+    }
+    let rtt = pair && typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime : null;
+    if (rtt === null && remoteInbound && typeof remoteInbound.roundTripTime === 'number') rtt = remoteInbound.roundTripTime;
+
+    let loss = null;
+    if (inbound) {
+      const prev = s.lastInbound;
+      const received = inbound.packetsReceived || 0;
+      const lost = Math.max(0, inbound.packetsLost || 0);
+      if (prev) {
+        const dr = received - prev.received;
+        const dl = Math.max(0, lost - prev.lost);
+        loss = dr + dl > 0 ? dl / (dr + dl) : 0;
+      }
+      s.lastInbound = {received, lost};
+    }
+    let quality = null;
+    if (rtt !== null || loss !== null) {
+      const r = rtt ?? 0;
+      const l = loss ?? 0;
+      quality = r < 0.3 && l < 0.02 ? 'good' : r < 0.6 && l < 0.08 ? 'fair' : 'poor';
+    }
+    s.stats = {
+      route,
+      rtt,
+      loss,
+      quality,
+      bytesReceived: inbound ? inbound.bytesReceived || 0 : 0,
+      localType: local ? local.candidateType : null,
+      remoteType: remote ? remote.candidateType : null,
+    };
+    this.dispatchEvent(new CustomEvent('stats', {detail: s.stats}));
+  }
+
+  // -- endings -----------------------------------------------------------------------------------------------
+
+  hangupEvent() {
+    const s = this.session;
+    if (!s) return null;
+    if (this.state === 'incoming') return 'reject';
+    return s.signalled || s.direction === 'incoming' ? 'hangup' : null;
+  }
+
+  /** The one exit path: tell the peer if asked, release everything, go idle, say what happened. */
+  end({message = 'Call ended.', kind = 'info', notify = null} = {}) {
+    const s = this.session;
+    if (!s) return;
+    this.session = null;
+    if (notify) this.signaling.emit(notify, {targetCallId: s.peerCallId});
+    ringtone.stop();
+    ringback.stop();
+    this.closeNotification(s);
+    clearInterval(s.statsTimer);
+    clearTimeout(s.recoveryTimer);
+    if (s.pc) {
+      s.pc.onicecandidate = null;
+      s.pc.ontrack = null;
+      s.pc.onconnectionstatechange = null;
+      s.pc.oniceconnectionstatechange = null;
+      try {
+        s.pc.close();
+      } catch {
+        // already closed
+      }
+    }
+    if (s.localStream) s.localStream.getTracks().forEach((track) => track.stop());
+    this.audio.srcObject = null;
+    const duration = s.connectedAt ? Math.round((Date.now() - s.connectedAt) / 1000) : null;
+    log.info('call', `ended: ${message}${duration !== null ? ` (${duration}s)` : ''}`);
+    this.setState('idle');
+    this.dispatchEvent(new CustomEvent('ended', {detail: {
+      message, kind, duration, direction: s.direction, peerCallId: s.peerCallId, peerName: s.peerName,
+    }}));
+  }
+
+  setState(state) {
+    this.state = state;
+    this.changed();
+  }
+
+  changed() {
+    this.dispatchEvent(new CustomEvent('change', {detail: {state: this.state, session: this.session}}));
+  }
+
+  showNotification(s) {
+    if (document.visibilityState !== 'hidden' || !('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      const note = new Notification('Incoming call', {
+        body: `${s.peerName || s.peerCallId} is calling you on OpenCall`,
+        tag: 'opencall-incoming',
+        requireInteraction: true,
+      });
+      note.onclick = () => {
+        window.focus();
+        note.close();
+      };
+      s.notification = note;
+    } catch (err) {
+      log.warn('call', 'notification failed:', err); // Android Chrome only allows them from a service worker
+    }
+  }
+
+  closeNotification(s) {
+    if (s.notification) {
+      s.notification.close();
+      s.notification = null;
+    }
+  }
+}
