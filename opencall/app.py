@@ -11,11 +11,13 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
 from opencall import __version__
-from opencall.api import account, auth, errors, guards, public
+from opencall.api import account, auth, errors, guards, info, public
+from opencall.appliance import install as install_appliance
 from opencall.config import Config, RateLimits
 from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
 from opencall.netinfo import primary_lan_address, url_host
+from opencall.relay import relay_config
 from opencall.services.accounts import Accounts
 from opencall.services.call_log import CallRecorder
 from opencall.services.callids import permanent_call_id
@@ -27,6 +29,8 @@ from opencall.services.ratelimit import RateLimiter
 from opencall.services.registry import Registry
 from opencall.services.secrets_store import api_key_cipher, turn_secret
 from opencall.signaling import server as signaling_server
+from opencall.tls import server_ssl_context
+from turn import TurnServer
 
 log = logging.getLogger("opencall")
 
@@ -74,13 +78,13 @@ def advertised_host(config: Config) -> str:
     return primary_lan_address() if advertise == "auto" else advertise
 
 
-def build_services(config: Config, presence: Presence) -> AppServices:
+def build_services(config: Config, presence: Presence, advertised: str) -> AppServices:
     """Make the services from the config; key material is created in data_dir on first start."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     turn = config.turn
     ice_plan = IcePlan(
         enabled=turn.enabled,
-        host=url_host(advertised_host(config)),
+        host=url_host(advertised),
         port=turn.port,
         tls_port=turn.tls_port if config.tls_enabled else None,
         secret=turn_secret(config.data_dir, turn.secret),
@@ -98,8 +102,11 @@ def build_services(config: Config, presence: Presence) -> AppServices:
     )
 
 
-async def _permanent_call_id(user_id: int) -> str:
-    return await permanent_call_id(await User.get(id=user_id))
+async def _permanent_call_id(registry: Registry, user_id: int) -> str:
+    def in_use(call_id: str) -> bool:
+        return bool(registry.sockets_of(call_id))
+
+    return await permanent_call_id(await User.get(id=user_id), in_use)
 
 
 def web_root() -> Path:
@@ -114,8 +121,13 @@ def create_app(config: Config) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
     registry = Registry()
-    services = build_services(config, presence=registry)
+    advertised = advertised_host(config)
+    services = build_services(config, registry, advertised)
     app.ctx.services = services
+    relay = None
+    if config.turn.enabled:
+        context = server_ssl_context(config)
+        relay = TurnServer(relay_config(config, services.ice_plan.secret, advertised, context))
     recorder = CallRecorder()
     sio = signaling_server.make_socket_server(config.server.public_url)
     signaling = Signaling(
@@ -124,23 +136,26 @@ def create_app(config: Config) -> Sanic:
         recorder=recorder,
         ring_timeout=config.ring_timeout,
         calls_per_minute=config.rate_limits.calls_per_socket,
-        permanent_call_id=_permanent_call_id,
+        permanent_call_id=lambda user_id: _permanent_call_id(registry, user_id),
     )
     services.accounts.key_rotation_listeners.append(signaling.key_rotated)
     signaling_server.attach(app, sio, signaling, services.accounts)
 
     errors.install(app)
     app.on_request(guards.api_guards)
-    for blueprint in (auth.bp, account.bp, public.bp):
+    for blueprint in (auth.bp, account.bp, public.bp, info.bp):
         app.blueprint(blueprint)
 
     root = web_root()
 
-    async def index(request: Request) -> HTTPResponse:
+    async def index(request: Request, token: str | None = None) -> HTTPResponse:
+        """The web app; on ``/invite/<token>`` the page reads the token from its own URL."""
         return await file(root / "index.html")
 
     app.add_route(index, "/", name="index")
     app.add_route(index, "/invite/<token:str>", name="invite_page")
+    for page in ("login", "register", "dashboard", "docs", "trust", "contact"):  # the client's deep links
+        app.add_route(index, f"/{page}", name=f"{page}_page")
     app.static("/static", root / "static", name="static")
     app.static("/socket.io/socket.io.js", root / "vendor" / "socket.io.min.js", name="socketio_bundle",
                content_type="application/javascript; charset=utf-8")
@@ -156,4 +171,19 @@ def create_app(config: Config) -> Sanic:
         await recorder.stop()
         await close_database()
 
+    @app.before_server_start
+    async def start_relay(app: Sanic) -> None:
+        if relay is not None:
+            await relay.start()
+            monitor.attach(relay.counters.snapshot, running=lambda: relay.running)
+            log.info("relay listening on %s port %d", config.turn.listen, config.turn.port)
+
+    @app.after_server_stop
+    async def stop_relay(app: Sanic) -> None:
+        if relay is not None:
+            monitor.detach()
+            await relay.stop()
+
+    # Its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
+    monitor = install_appliance(app, config, registry, services.limits, signaling.call_limiter)
     return app

@@ -1,58 +1,66 @@
-"""The ``opencall`` command: ``serve`` and ``check-config``."""
+"""The ``opencall`` command: serve, init, check-config, doctor, user and version.
+
+Every error leaves as one line on stderr (``opencall: …``) with a non-zero status, never a traceback:
+2 for a bad config or bad arguments, 1 for everything else.
+"""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from opencall import __version__
 from opencall.config import Config, ConfigError, load_config
 
-EXIT_CONFIG = 2
+EXIT_FAILURE, EXIT_CONFIG = 1, 2
+
+
+class CommandError(Exception):
+    """A command that failed in a way the operator can act on; ``str()`` is the one line shown."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Bad arguments: one line and exit 2 (argparse would print the usage block first)."""
+        self.exit(EXIT_CONFIG, f"opencall: {message} (see: {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="opencall", description="Self-hosted 1:1 calling appliance.")
+    parser = _Parser(prog="opencall", description="Self-hosted 1:1 calling appliance.")
     parser.add_argument("--version", action="version", version=f"opencall {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("serve", "run the web app, REST API, signaling and relay"),
-        ("check-config", "validate the config file and print the effective settings"),
-    ):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("--config", metavar="PATH", help="config file (default: $OPENCALL_CONFIG, "
+    with_config = _Parser(add_help=False)
+    with_config.add_argument("--config", metavar="PATH", help="config file (default: $OPENCALL_CONFIG, "
                              "else the embedded defaults)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", parents=[with_config], help="run the web app, REST API, signaling and relay")
+    commands.add_parser("check-config", parents=[with_config],
+                        help="validate the config file and print the effective settings")
+    commands.add_parser("doctor", parents=[with_config],
+                        help="check config, ports, certificate, database and relay; print fixes")
+    init = commands.add_parser("init", help="write a new config file with a fresh TURN secret")
+    init.add_argument("path", metavar="PATH", type=Path, help="file to create (never overwritten)")
+    commands.add_parser("version", help="print the version")
+
+    user = commands.add_parser("user", help="manage accounts")
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", parents=[with_config], help="create an account (password from a prompt "
+                             "or the first line of stdin)")
+    add.add_argument("username")
+    add.add_argument("--email", required=True)
+    actions.add_parser("remove", parents=[with_config], help="delete an account").add_argument("username")
+    actions.add_parser("reset-password", parents=[with_config],
+                       help="set a new password and sign out every session").add_argument("username")
+    actions.add_parser("list", parents=[with_config], help="list the accounts")
     return parser
 
 
-def serve(config: Config) -> int:
-    """Run the server in this process until it is stopped."""
-    from opencall.app import advertised_host, create_app
-    from opencall.logs import setup_logging
-    from opencall.tls import certificate_files
-
-    setup_logging(config.log_file, config.log_level)
-    addresses = [advertised_host(config)]
-    if not ipaddress.ip_address(config.server.host).is_unspecified:
-        addresses.append(config.server.host)
-    files = certificate_files(config, addresses)
-    app = create_app(config)
-    ssl = {"cert": str(files[0]), "key": str(files[1])} if files else None
-    app.run(
-        host=config.server.host,
-        port=config.server.port,
-        ssl=ssl,
-        single_process=True,
-        access_log=config.log_level == "debug",
-        motd=False,
-    )
-    return 0
-
-
 def check_config(config: Config) -> int:
+    """Print the effective settings of a valid config."""
     scheme = "https" if config.tls_enabled else "http"
     print(f"config OK: {config.source or 'embedded defaults'}")
     print(f"  web:      {scheme}://{config.server.host}:{config.server.port}")
@@ -61,25 +69,77 @@ def check_config(config: Config) -> int:
     print(f"  log_file: {config.log_file}")
     turn = config.turn
     print(f"  turn:     {'on, port ' + str(turn.port) if turn.enabled else 'off'}")
+    metrics = config.metrics
+    print(f"  metrics:  {'on, from ' + ', '.join(metrics.allow) if metrics.enabled else 'off'}"
+          f"{' or with the bearer token' if metrics.enabled and metrics.token else ''}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"opencall: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        if args.command == "check-config":
-            return check_config(config)
-        return serve(config)
-    except OSError as exc:
-        if logging.getLogger().handlers:  # logging is set up: it writes stderr and the log file
-            logging.getLogger("opencall").error("cannot start: %s", exc)
-        else:
-            print(f"opencall: cannot start: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+def _user(args: argparse.Namespace, config: Config) -> int:
+    from opencall.commands import users
+
+    if args.action == "list":
+        print(asyncio.run(users.list_users(config)))
+    elif args.action == "remove":
+        print(asyncio.run(users.remove(config, args.username)))
+    elif args.action == "add":
+        print(asyncio.run(users.add(config, args.username, args.email, users.read_password())))
+    else:
+        print(asyncio.run(users.reset_password(config, args.username, users.read_password("New password"))))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "version":
+        print(f"opencall {__version__}")
         return 0
+    if args.command == "init":
+        from opencall.commands.init_config import init_config
+
+        path = init_config(args.path)
+        print(f"wrote {path} (mode 0600, with a new turn.secret); run: opencall serve --config {path}")
+        return 0
+    config = load_config(args.config)
+    if args.command == "check-config":
+        return check_config(config)
+    if args.command == "serve":
+        from opencall.commands.serve import serve
+
+        return serve(config)
+    from opencall.privileges import drop_to_owner
+
+    drop_to_owner(config.data_dir)  # as root: act as the service user, never leave root-owned files
+    if args.command == "doctor":
+        from opencall.commands.doctor import doctor
+
+        return doctor(config)
+    return _user(args, config)
+
+
+def _fail(message: str, status: int = EXIT_FAILURE) -> int:
+    if logging.getLogger().handlers:  # serve set up logging: it writes stderr and the log file
+        logging.getLogger("opencall").error("%s", message)
+    else:
+        print(f"opencall: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``opencall`` console script."""
+    args = _parser().parse_args(argv)
+    from opencall.commands.init_config import InitError
+    from opencall.commands.users import UserCommandError
+
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}", EXIT_CONFIG)
+    except (CommandError, InitError, UserCommandError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        what = "cannot start" if args.command == "serve" else "error"
+        return _fail(f"{what}: {exc}")
+    except KeyboardInterrupt:
+        return 0 if args.command == "serve" else 130
+    except Exception as exc:  # the promise: one line, never a traceback
+        return _fail(f"{args.command} failed: {type(exc).__name__}: {exc}")

@@ -82,6 +82,15 @@ class SignalingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``/metrics``: served to clients in ``allow``, or to anyone presenting ``Authorization: Bearer <token>``."""
+
+    enabled: bool = True
+    token: str | None = None
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     data_dir: Path = Path("data")
@@ -94,6 +103,7 @@ class Config:
     ice: IceConfig = field(default_factory=IceConfig)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None  # the file this was read from; None for the embedded defaults
 
     @property
@@ -245,6 +255,21 @@ def _tls(key: str, value: Any) -> TlsConfig:
     raise _fail(key, f"must be auto, off, or {{cert: PATH, key: PATH}}, got {value!r}")
 
 
+def _token(key: str, value: Any) -> str:
+    text = _text(key, value)
+    if len(text) < 16 or any(ch.isspace() for ch in text):
+        raise _fail(key, "must be at least 16 characters without spaces (e.g. from `openssl rand -hex 16`)")
+    return text
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _path(key: str, value: Any) -> Path:
     return Path(_text(key, value))
 
@@ -276,13 +301,25 @@ ICE_KEYS: dict[str, Callable[[str, Any], Any]] = {"extra_servers": _ice_servers}
 RATE_LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = {
     name.name: _int(0, 1_000_000) for name in fields(RateLimits)
 }
-SIGNALING_KEYS: dict[str, Callable[[str, Any], Any]] = {"redis_url": _optional(_url(("redis", "rediss")))}
+def _redis_url(key: str, value: Any) -> None:
+    """Reserved: call state lives in one process, so a shared Socket.IO bus alone would split calls."""
+    _url(("redis", "rediss"))(key, value)
+    raise _fail(key, "signaling across several nodes is not available in this version; leave it null")
+
+
+SIGNALING_KEYS: dict[str, Callable[[str, Any], Any]] = {"redis_url": _optional(_redis_url)}
+METRICS_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "enabled": _bool,
+    "token": _optional(_token),
+    "allow": _cidr_list(allow_auto=False),
+}
 SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     "server": (ServerConfig, SERVER_KEYS),
     "turn": (TurnConfig, TURN_KEYS),
     "ice": (IceConfig, ICE_KEYS),
     "rate_limits": (RateLimits, RATE_LIMIT_KEYS),
     "signaling": (SignalingConfig, SIGNALING_KEYS),
+    "metrics": (MetricsConfig, METRICS_KEYS),
 }
 TOP_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "data_dir": _path,
@@ -328,8 +365,12 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     if tls.mode == "files":
         tls = TlsConfig(mode="files", cert=_resolve(base_dir, tls.cert), key=_resolve(base_dir, tls.key))
         server = ServerConfig(host=server.host, port=server.port, public_url=server.public_url, tls=tls)
-    if config.turn.enabled and config.turn.port == server.port:
+    turn = config.turn
+    if turn.enabled and turn.port == server.port:
         raise _fail("turn.port", f"must differ from server.port ({server.port})")
+    if turn.enabled and turn.relay_ip is None and not _is_ip(turn.advertise) and turn.advertise != "auto" \
+            and ipaddress.ip_address(turn.listen).is_unspecified:
+        raise _fail("turn.relay_ip", "must be set when turn.advertise is a host name and turn.listen is 0.0.0.0")
     return replace(
         config,
         server=server,

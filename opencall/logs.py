@@ -30,6 +30,16 @@ def setup_logging(log_file: Path, level: str) -> None:
         sanic_logger = logging.getLogger(name)
         sanic_logger.handlers.clear()
         sanic_logger.propagate = True
+    logging.getLogger("sanic.access").filters[:] = [_access_text]
     # Tortoise logs every SQL statement with its parameters (password hashes, key hashes) at debug.
     logging.getLogger("tortoise").setLevel(max(logging.INFO, root.level))
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
+
+
+def _access_text(record: logging.LogRecord) -> bool:
+    """Sanic's access lines carry their text in extra fields; make it the message."""
+    fields = record.__dict__
+    record.msg = f"{fields.get('host', '-')} {fields.get('request', '-')} {fields.get('status', '-')} " \
+                 f"{fields.get('byte', '-')}{fields.get('duration', '')}"
+    record.args = ()
+    return True

@@ -8,8 +8,9 @@ from sanic import Request
 
 
 def own_origin(request: Request) -> str:
-    """This server's origin as the browser sees it."""
-    return f"{request.scheme}://{request.host}"
+    """This server's origin as the browser sees it (Sanic reports a WebSocket upgrade's scheme as ws/wss)."""
+    scheme = {"ws": "http", "wss": "https"}.get(request.scheme, request.scheme)
+    return f"{scheme}://{request.host}"
 
 
 def url_origin(url: str) -> str:

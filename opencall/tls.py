@@ -1,71 +1,136 @@
-"""The HTTPS certificate: the operator's files, or one made in data_dir for ``tls: auto``."""
+"""The server's TLS: one ``ssl.SSLContext`` per process, shared by HTTPS and TURN over TLS, reloaded in place.
+
+``tls: auto`` keeps a server certificate from the local CA in data_dir (:mod:`opencall.localca`) current
+for this host's names and addresses; ``tls: {cert, key}`` serves the operator's files. Either way the
+certificate is checked at startup, daily, and on SIGHUP, and loaded again into the *same* context object:
+new TLS connections get the new certificate, open ones keep theirs, nothing restarts.
+
+The relay's TLS listener gets the context with :func:`server_ssl_context`.
+"""
 
 from __future__ import annotations
 
-import datetime
+import asyncio
 import ipaddress
-import os
-import socket
+import logging
+import signal
+import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from opencall.config import Config, TlsConfig
+from opencall.localca import LocalCA, host_names
 
-from opencall.config import Config
+log = logging.getLogger("opencall.tls")
 
-CERT_FILE, KEY_FILE = "tls/server.crt", "tls/server.key"
-VALIDITY = datetime.timedelta(days=397)  # the longest lifetime browsers accept for a server certificate
+CHECK_EVERY = 24 * 3600.0  # seconds between the certificate checks of a running server
 
 
-def _names(advertise_ips: list[str]) -> list[x509.GeneralName]:
-    host = socket.gethostname()
-    dns = dict.fromkeys([host, f"{host}.local", "localhost"])
-    ips = dict.fromkeys(["127.0.0.1", "::1", *advertise_ips])
-    return [x509.DNSName(name) for name in dns] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+def extra_names(config: Config) -> list[str]:
+    """Names and addresses from the config that the certificate must cover besides the host's own."""
+    names = []
+    if config.turn.advertise != "auto":
+        names.append(config.turn.advertise)
+    for host in (config.server.host, config.turn.listen, config.turn.relay_ip):
+        if host and not ipaddress.ip_address(host).is_unspecified:
+            names.append(host)
+    if config.server.public_url:
+        public_host = urlsplit(config.server.public_url).hostname
+        if public_host:
+            names.append(public_host)
+    return names
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
+def _new_context() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
-def make_self_signed(cert_path: Path, key_path: Path, addresses: list[str]) -> None:
-    """Write a self-signed ECDSA P-256 server certificate for this host's names and ``addresses``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"OpenCall on {socket.gethostname()}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(_names(addresses)), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _write_private(key_path, key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+class CertificateKeeper:
+    """The server certificate, its files and the live SSLContext that serves it."""
+
+    def __init__(self, config: Config) -> None:
+        tls: TlsConfig = config.server.tls
+        self.local_ca: LocalCA | None = None
+        if tls.mode == "auto":
+            self.local_ca = LocalCA.in_data_dir(config.data_dir)
+            self.cert_path, self.key_path = self.local_ca.cert_path, self.local_ca.key_path
+        else:
+            assert tls.cert is not None and tls.key is not None
+            self.cert_path, self.key_path = tls.cert, tls.key
+        self._extra_names = extra_names(config)
+        self.context = _new_context()
+        self._timer: asyncio.TimerHandle | None = None
+        self.refresh()
+
+    @property
+    def ca_cert_path(self) -> Path | None:
+        """The local CA's certificate for ``tls: auto``; None for the operator's own certificate."""
+        return self.local_ca.ca_cert_path if self.local_ca else None
+
+    def refresh(self) -> str | None:
+        """Re-issue the ``auto`` certificate when needed, then load the files into the context.
+
+        Returns why the certificate was re-issued, or None. Raises OSError/ssl.SSLError/ValueError when the
+        files cannot be used; the context then still serves the certificate it had.
+        """
+        reason = None
+        if self.local_ca is not None:
+            reason = self.local_ca.ensure_server_certificate(host_names(self._extra_names))
+        # Load into a scratch context first: a failed load_cert_chain can leave a context half-changed.
+        _new_context().load_cert_chain(self.cert_path, self.key_path)
+        self.context.load_cert_chain(self.cert_path, self.key_path)
+        if reason:
+            log.info("server certificate re-issued: %s", reason)
+        return reason
+
+    def reload(self) -> None:
+        """SIGHUP and the daily check: refresh, logging (never raising) when the new files are unusable."""
+        try:
+            self.refresh()
+            log.info("certificate loaded from %s", self.cert_path)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("certificate reload failed, still serving the previous one: %s", exc)
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Reload on SIGHUP and every :data:`CHECK_EVERY` seconds, on ``loop``."""
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._schedule(loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        def daily() -> None:
+            self.reload()
+            self._schedule(loop)
+
+        self._timer = loop.call_later(CHECK_EVERY, daily)
+
+    def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop the daily check and the SIGHUP handler."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
-def certificate_files(config: Config, addresses: list[str]) -> tuple[Path, Path] | None:
-    """(cert, key) for the HTTPS server, made on first use for ``tls: auto``; None when TLS is off."""
-    tls = config.server.tls
-    if tls.mode == "off":
+_keepers: dict[tuple[TlsConfig, Path], CertificateKeeper] = {}
+
+
+def certificate_keeper(config: Config) -> CertificateKeeper | None:
+    """This process's keeper for ``config`` (made on first call); None when TLS is off."""
+    if config.server.tls.mode == "off":
         return None
-    if tls.mode == "files":
-        assert tls.cert is not None and tls.key is not None
-        return tls.cert, tls.key
-    cert_path, key_path = config.data_dir / CERT_FILE, config.data_dir / KEY_FILE
-    if not cert_path.exists() or not key_path.exists():
-        make_self_signed(cert_path, key_path, addresses)
-    return cert_path, key_path
+    key = (config.server.tls, config.data_dir)
+    if key not in _keepers:
+        _keepers[key] = CertificateKeeper(config)
+    return _keepers[key]
+
+
+def server_ssl_context(config: Config) -> ssl.SSLContext | None:
+    """The server-side SSLContext for HTTPS and TURN over TLS (one shared object); None when TLS is off.
+
+    The relay passes it to its TLS listener as is: a certificate renewed on SIGHUP or by the daily check
+    then reaches TURN clients too.
+    """
+    keeper = certificate_keeper(config)
+    return keeper.context if keeper else None

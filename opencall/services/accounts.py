@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 from opencall.db.models import ApiKey, Session, User
 from opencall.services import passwords, validation
 from opencall.services.clock import utcnow
-from opencall.services.errors import Conflict, NotAuthenticated
+from opencall.services.errors import Conflict, NotAuthenticated, NotFound
 
 log = logging.getLogger("opencall.accounts")
 
@@ -124,3 +124,33 @@ class Accounts:
         """Destroy a session; unknown tokens are ignored."""
         if token:
             await Session.filter(token_hash=_sha256(token)).delete()
+
+    # -- administration (the ``opencall user`` commands) -------------------------------------------
+
+    async def find(self, username: str) -> User:
+        """The account named ``username`` (any case), or NotFound."""
+        user = await User.get_or_none(username_key=username.strip().lower())
+        if user is None:
+            raise NotFound(f"no user named {username.strip()!r}")
+        return user
+
+    async def list_users(self) -> list[User]:
+        """Every account, oldest first."""
+        return await User.all().order_by("id")
+
+    async def remove(self, username: str) -> User:
+        """Delete an account with its API key, sessions and invites; its call records stay, unlinked."""
+        user = await self.find(username)
+        await user.delete()
+        log.info("account removed: %s", user.username)
+        return user
+
+    async def reset_password(self, username: str, password: str) -> User:
+        """Set a new password and end every session of the account (its API key keeps working)."""
+        user = await self.find(username)
+        user.password_hash = await passwords.hash_password(validation.password(password))
+        async with in_transaction():
+            await user.save(update_fields=["password_hash"])
+            await Session.filter(user=user).delete()
+        log.info("password reset for %s", user.username)
+        return user

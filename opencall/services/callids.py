@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 
 from tortoise.exceptions import IntegrityError
 
@@ -23,12 +24,20 @@ def is_call_id(value: object) -> bool:
     return isinstance(value, str) and CALL_ID_RE.match(value) is not None
 
 
-async def permanent_call_id(user: User) -> str:
-    """The account's permanent Call ID, assigned on first use; the unique index keeps it one account's."""
+async def is_assigned(call_id: str) -> bool:
+    """Whether an account owns ``call_id`` as its permanent Call ID."""
+    return await User.filter(call_id=call_id).exists()
+
+
+async def permanent_call_id(user: User, in_use: Callable[[str], bool]) -> str:
+    """The account's permanent Call ID, assigned on first use; the unique index keeps it one account's.
+    ``in_use`` tells which IDs live anonymous sockets hold, so a new permanent ID never collides with one."""
     if user.call_id:
         return user.call_id
     while True:
         candidate = new_call_id()
+        if in_use(candidate):
+            continue
         try:
             updated = await User.filter(id=user.id, call_id=None).update(call_id=candidate)
         except IntegrityError:

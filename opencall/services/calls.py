@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from opencall.services.call_log import CallRecorder, FinishedCall
-from opencall.services.callids import is_call_id, new_call_id
+from opencall.services.callids import is_assigned, is_call_id, new_call_id
 from opencall.services.clock import utcnow
 from opencall.services.errors import ServiceError
 from opencall.services.ratelimit import RateLimiter, TokenBucket
@@ -86,13 +86,13 @@ def _payload(data: Any) -> dict[str, Any]:
     return data
 
 
-def _target(data: dict[str, Any]) -> str:
+def _target(data: dict[str, Any], malformed: str = "is not a valid Call ID") -> str:
     target = data.get("targetCallId")
     if not isinstance(target, str) or not target:
         raise CallError("targetCallId is required")
     target = target.strip().upper()
     if not is_call_id(target):
-        raise CallError(f"{target[:16]} is not a valid Call ID")
+        raise CallError(f"{target[:16]} {malformed}")
     return target
 
 
@@ -139,6 +139,11 @@ class Signaling:
         self._buckets: dict[str, TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def call_limiter(self) -> RateLimiter:
+        """The calls_per_socket limit (read by /metrics for its refusals)."""
+        return self._call_limit
+
     # -- connections -------------------------------------------------------------------------------
 
     def connected(self, peer: Peer) -> None:
@@ -163,11 +168,12 @@ class Signaling:
             return
         call = self._call_of(peer)
         if call is not None:
-            if call.state == "ringing" and peer is not call.caller:
-                call.ringing.remove(peer)
+            if call.state == "ringing" and peer is not call.caller and len(call.ringing) > 1:
+                call.ringing.remove(peer)  # the callee's other devices keep ringing
                 peer.call = None
-                if not call.ringing:
-                    await self._end(call, "missed", notify=[call.caller])
+            elif call.state == "ringing" and peer is not call.caller:
+                # The last ringing socket: end while it is still listed, so the record keeps its name.
+                await self._end(call, "missed", notify=[call.caller])
             else:
                 await self._end(call, "answered" if call.state == "active" else "missed",
                                 notify=[p for p in call.parties() if p is not peer])
@@ -189,7 +195,7 @@ class Signaling:
             if peer.user_id is not None:
                 call_id = await self._permanent_call_id(peer.user_id)
             else:
-                call_id = self._fresh_call_id()
+                call_id = await self._fresh_call_id()
             if self.registry.peers.get(sid) is not peer:
                 return  # disconnected while the Call ID was being looked up
             self.registry.register(peer, call_id)
@@ -205,11 +211,11 @@ class Signaling:
         """``call``: ring every socket of the target Call ID, or tell the caller why not."""
         caller = self._registered(sid)
         body = _payload(data)
-        target = _target(body)
+        target = _target(body, malformed="is not online")  # api.md: a mistyped Call ID is "not online"
         offer = _description(body, "offer")
         if target == caller.call_id:
             raise CallError("You cannot call yourself")
-        self._call_limit.check(sid)
+        self._call_limit.hit(sid)  # every attempt counts, so probing for online Call IDs is limited too
         if self._busy(caller.call_id or ""):
             raise CallError("You are already in a call")
         callees = self.registry.sockets_of(target)
@@ -217,14 +223,13 @@ class Signaling:
             raise CallError(f"{target} is not online")
         if self._busy(target):
             raise CallError(f"{target} is busy")
-        self._call_limit.hit(sid)
         call = Call(caller=caller, callee_call_id=target, ringing=list(callees), started_at=utcnow())
         for peer in call.parties():
             peer.call = call
         call.timer = asyncio.get_running_loop().call_later(self._ring_timeout, self._ring_timed_out, call)
         log.info("call %s -> %s ringing on %d socket(s)", caller.call_id, target, len(callees))
         incoming = {"callerCallId": caller.call_id, "callerDisplayName": caller.shown_name, "offer": offer}
-        await asyncio.gather(*(self._outbox.emit(p.sid, "incoming-call", incoming) for p in callees))
+        await self._emit_to(callees, "incoming-call", incoming)
 
     async def answer(self, sid: str, data: Any) -> None:
         """The first answering socket wins; the other ringing sockets get ``call-ended``."""
@@ -244,7 +249,7 @@ class Signaling:
         log.info("call %s -> %s answered by socket %s", call.caller.call_id, call.callee_call_id, sid)
         await self._outbox.emit(call.caller.sid, "call-answered",
                                 {"answer": answer, "calleeDisplayName": peer.shown_name})
-        await asyncio.gather(*(self._outbox.emit(p.sid, "call-ended", {}) for p in others))
+        await self._emit_to(others, "call-ended", {})
 
     async def reject(self, sid: str, data: Any) -> None:
         peer = self._registered(sid)
@@ -269,12 +274,14 @@ class Signaling:
         peer = self._registered(sid)
         body = _payload(data)
         target = _target(body)
+        if "candidate" in body and body["candidate"] is None:
+            return  # a browser's end-of-candidates (onicecandidate fires with null): nothing to relay
         candidate = _candidate(body)
         call = self._call_with(peer, target, "ice-candidate")
         if call is None:
             return
         payload = {"candidate": candidate}
-        await asyncio.gather(*(self._outbox.emit(p.sid, "ice-candidate", payload) for p in call.other_side(peer)))
+        await self._emit_to(call.other_side(peer), "ice-candidate", payload)
 
     # -- internals -------------------------------------------------------------------------------------
 
@@ -290,10 +297,11 @@ class Signaling:
             raise CallError("Register first")
         return peer
 
-    def _fresh_call_id(self) -> str:
+    async def _fresh_call_id(self) -> str:
+        """A throwaway Call ID that no live socket uses and no account owns."""
         while True:
             call_id = new_call_id()
-            if not self.registry.sockets_of(call_id):
+            if not self.registry.sockets_of(call_id) and not await is_assigned(call_id):
                 return call_id
 
     @staticmethod
@@ -335,7 +343,14 @@ class Signaling:
             answered_at=call.answered_at,
             ended_at=utcnow(),
         ))
-        await asyncio.gather(*(self._outbox.emit(p.sid, "call-ended", {}) for p in notify))
+        await self._emit_to(notify, "call-ended", {})
+
+    async def _emit_to(self, peers: list[Peer], event: str, payload: dict[str, Any]) -> None:
+        """Emit to each of ``peers``; a lone one (the usual case) is awaited directly, sparing gather's task."""
+        if len(peers) == 1:
+            await self._outbox.emit(peers[0].sid, event, payload)
+        elif peers:
+            await asyncio.gather(*(self._outbox.emit(p.sid, event, payload) for p in peers))
 
     def _user_of(self, call_id: str) -> int | None:
         peers = self.registry.sockets_of(call_id)

@@ -21,6 +21,7 @@ class RateLimiter:
         self._clock = clock
         self._events: dict[str, deque[float]] = {}
         self._hits = 0
+        self.refused = 0  # events refused since start, for /metrics
 
     def _window(self, key: str, now: float) -> deque[float]:
         events = self._events.setdefault(key, deque())
@@ -44,6 +45,7 @@ class RateLimiter:
             return
         wait = self.retry_after(key)
         if wait:
+            self.refused += 1
             raise RateLimited("Too many requests, try again later", wait)
         self._events[key].append(self._clock())
         self._hits += 1
@@ -54,6 +56,7 @@ class RateLimiter:
         """Raise RateLimited when ``key`` is at its limit, without recording an event."""
         wait = self.retry_after(key)
         if wait:
+            self.refused += 1
             raise RateLimited("Too many requests, try again later", wait)
 
     def forget(self, key: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import engineio.payload
 import socketio
 from sanic import Sanic
 
@@ -22,6 +24,12 @@ log = logging.getLogger("opencall.signaling")
 # Engine.IO messages larger than this are refused by the transport itself (a 64 KiB SDP plus headroom).
 MAX_MESSAGE = 128 * 1024
 INVALID_KEY = "Invalid API key"
+# How long shutdown waits for clients to receive their CLOSE packet.
+CLOSE_GRACE = 2.0
+# python-engineio drops a long-polling POST of more than 16 packets (answering 200, so the client never
+# knows); socket.io-client sends everything it buffered while a POST was in flight as one batch, which a
+# burst of trickled ICE candidates easily exceeds. Per-socket flood control (services/calls.py) still applies.
+MAX_POLLING_PACKETS = 512
 EventHandler = Callable[[str, Any], Awaitable[None]]
 
 
@@ -44,6 +52,7 @@ def make_socket_server(public_url: str | None) -> socketio.AsyncServer:
     def origin_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
         return origin is None or is_own_origin(origin, environ["sanic.request"], public_url)
 
+    engineio.payload.Payload.max_decode_packets = MAX_POLLING_PACKETS
     return socketio.AsyncServer(
         async_mode="sanic",
         cors_allowed_origins=origin_allowed,
@@ -116,7 +125,12 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
 
     @app.before_server_stop
     async def close_sockets(app: Sanic) -> None:
-        # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls).
+        # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls). Closing waits for
+        # each client to collect its CLOSE packet, which a polling client that went away between two polls
+        # never does: every socket has had its disconnect handled (calls ended) before that wait, so bound it.
         if sio.eio.sockets:
-            await sio.eio.disconnect()
+            try:
+                await asyncio.wait_for(sio.eio.disconnect(), CLOSE_GRACE)
+            except TimeoutError:
+                log.info("shutdown: some clients did not collect their close packet within %ss", CLOSE_GRACE)
         await sio.shutdown()

@@ -1,0 +1,70 @@
+"""What makes the server an appliance: operator endpoints, certificate upkeep and systemd readiness.
+
+:func:`install` is called once by ``create_app``. It adds ``/healthz``, ``/metrics`` and ``/ca.crt``,
+reloads the certificate on SIGHUP and daily, and tells systemd ``READY=1`` from the last
+``after_server_start`` listener — after HTTP, Socket.IO and the relay (started in ``before_server_start``)
+are all listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
+from sanic import Sanic
+
+from opencall import __version__
+from opencall.api import ops
+from opencall.config import Config
+from opencall.relaymon import RelayMonitor
+from opencall.sdnotify import notify
+from opencall.services.ratelimit import RateLimiter
+from opencall.services.registry import Registry
+from opencall.tls import certificate_keeper
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+log = logging.getLogger("opencall")
+
+
+def install(app: Sanic, config: Config, registry: Registry, limits: DataclassInstance,
+            call_limiter: RateLimiter | None = None) -> RelayMonitor:
+    """Wire the operator endpoints and lifecycle hooks into ``app``; returns the relay monitor to attach to.
+
+    ``limits`` is the app's dataclass of named :class:`RateLimiter` (``app.Limits``).
+    """
+    monitor = RelayMonitor(config.turn.enabled)
+    limiters = [(f.name, getattr(limits, f.name)) for f in fields(limits)]
+    if call_limiter is not None:
+        limiters.append(("calls_per_socket", call_limiter))
+    keeper = certificate_keeper(config)
+    app.ctx.relay_monitor = monitor
+    app.ctx.ops = ops.OpsState(
+        registry=registry,
+        limiters=tuple(limiters),
+        relay=monitor,
+        metrics=config.metrics,
+        ca_cert_path=keeper.ca_cert_path if keeper else None,
+    )
+    app.blueprint(ops.bp)
+
+    @app.after_server_start
+    async def ready(app: Sanic) -> None:
+        loop = asyncio.get_running_loop()
+        if keeper is not None:
+            keeper.watch(loop)
+        scheme = "https" if keeper else "http"
+        status = f"serving {scheme} on {config.server.host}:{config.server.port}, relay {monitor.state()}"
+        notify(f"READY=1\nSTATUS={status}")
+        log.info("OpenCall %s ready: %s", __version__, status)
+
+    @app.before_server_stop
+    async def stopping(app: Sanic) -> None:
+        notify("STOPPING=1")
+        if keeper is not None:
+            keeper.unwatch(asyncio.get_running_loop())
+
+    return monitor

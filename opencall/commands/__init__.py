@@ -1,0 +1,1 @@
+"""The subcommands of ``opencall`` (the parser and dispatch live in :mod:`opencall.cli`)."""

@@ -1,0 +1,191 @@
+"""The individual checks of ``opencall doctor``; each returns :class:`Result` lines with a fix for failures."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import ipaddress
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from opencall.config import Config
+from opencall.localca import LocalCA, certificate_names, host_names, renewal_reason
+from opencall.services.secrets_store import TURN_SECRET_FILE
+from opencall.tls import extra_names
+
+PROBE_TIMEOUT = 3.0
+EXPIRY_WARNING = datetime.timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One line of the report: ``ok`` with what was found, or a failure with its fix."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def local_host(bind: str) -> str:
+    """The address to reach a server bound to ``bind`` from this host."""
+    address = ipaddress.ip_address(bind)
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return bind
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def running_health(config: Config) -> dict[str, object] | None:
+    """The /healthz answer of an OpenCall already serving on the configured port, or None."""
+    scheme = "https" if config.tls_enabled else "http"
+    url = f"{scheme}://{_url_host(local_host(config.server.host))}:{config.server.port}/healthz"
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # identifying our own server on this host, not trusting it
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT, context=context) as response:  # noqa: S310
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # 503 still says "OpenCall is here, something is down"
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) and "database" in body and "relay" in body else None
+
+
+def port_in_use(host: str, port: int, kind: int) -> str | None:
+    """None when ``host:port`` can be bound now, else why not (``in use`` or ``permission denied``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as probe:
+        if kind == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else "in use"
+    return None
+
+
+def wanted_ports(config: Config) -> list[tuple[str, str, int, int, str]]:
+    """(label, host, port, socket kind, config key) of every port the server listens on."""
+    ports: list[tuple[str, str, int, int, str]] = [
+        ("web", config.server.host, config.server.port, socket.SOCK_STREAM, "server.port")]
+    turn = config.turn
+    if turn.enabled:
+        ports += [("turn", turn.listen, turn.port, socket.SOCK_DGRAM, "turn.port"),
+                  ("turn", turn.listen, turn.port, socket.SOCK_STREAM, "turn.port")]
+        if turn.tls_port is not None and config.tls_enabled:
+            ports.append(("turns", turn.listen, turn.tls_port, socket.SOCK_STREAM, "turn.tls_port"))
+    return ports
+
+
+def check_ports(config: Config, running: bool) -> list[Result]:
+    """Each port is free, or held by the OpenCall that answers on server.port."""
+    results = []
+    for label, host, port, kind, key in wanted_ports(config):
+        proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+        name = f"port {port}/{proto} ({label})"
+        problem = port_in_use(host, port, kind)
+        if problem is None:
+            results.append(Result(name, True, f"free on {host}"))
+        elif running:
+            results.append(Result(name, True, "held by the running OpenCall"))
+        elif problem == "permission denied":
+            results.append(Result(name, False, f"binding {host}:{port} needs privileges",
+                                  "use a port >= 1024, or grant CAP_NET_BIND_SERVICE (see docs/operations.md)"))
+        else:
+            results.append(Result(name, False, f"{host}:{port} is used by another program",
+                                  f"stop it (find it with: ss -lnp{proto[0]} 'sport = :{port}') or change {key}"))
+    return results
+
+
+def served_certificate(config: Config) -> x509.Certificate | None:
+    """The certificate the running server presents, or None when it cannot be fetched."""
+    host = local_host(config.server.host)
+    try:
+        pem = ssl.get_server_certificate((host, config.server.port), timeout=PROBE_TIMEOUT)
+    except (OSError, ValueError):
+        return None
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _expiry(cert: x509.Certificate) -> tuple[bool, str]:
+    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    return left > datetime.timedelta(0), f"valid until {cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left)"
+
+
+def _describe(cert: x509.Certificate) -> str:
+    names = certificate_names(cert)
+    return ", ".join([*names.dns, *names.ips])
+
+
+def check_certificate(config: Config, running: bool) -> list[Result]:
+    """Validity and SANs of the certificate files; and that the running server serves the current one."""
+    tls = config.server.tls
+    if tls.mode == "off":
+        return [Result("certificate", True, "server.tls is off (browsers allow the microphone only on https "
+                                            "or localhost)")]
+    if tls.mode == "auto":
+        local = LocalCA.in_data_dir(config.data_dir)
+        cert_path = local.cert_path
+        cert = local.read_server_certificate()
+        try:
+            ca = x509.load_pem_x509_certificate(local.ca_cert_path.read_bytes())
+        except (OSError, ValueError):
+            return [Result("certificate", False, f"no local CA in {local.folder}",
+                           "start the service once: it makes the CA and the certificate")]
+        if cert is None:
+            return [Result("certificate", False, f"no server certificate in {local.folder}",
+                           "start the service once: it makes the certificate")]
+        reason = renewal_reason(cert, ca, host_names(extra_names(config)))
+        fix = "restart the service or run: systemctl reload opencall (it re-issues the certificate)"
+    else:
+        assert tls.cert is not None and tls.key is not None
+        cert_path, reason = tls.cert, None
+        fix = "renew the certificate files, then run: systemctl reload opencall"
+        try:
+            cert = x509.load_pem_x509_certificate(tls.cert.read_bytes())
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls.cert, tls.key)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            return [Result("certificate", False, f"cannot use {tls.cert} / {tls.key}: {exc}",
+                           "fix server.tls.cert and server.tls.key (PEM certificate chain and its key)")]
+    valid, until = _expiry(cert)
+    ok = valid and reason is None
+    detail = f"{cert_path}: {until}; names: {_describe(cert)}" + (f"; must be re-issued: {reason}" if reason else "")
+    results = [Result("certificate", ok, detail, "" if ok else fix)]
+    if running:
+        served = served_certificate(config)
+        same = served is not None and served.fingerprint(hashes.SHA256()) == cert.fingerprint(hashes.SHA256())
+        results.append(Result("served certificate", same,
+                              "the running server serves this certificate" if same else
+                              "the running server serves a different certificate than the file",
+                              "" if same else "run: systemctl reload opencall (reloads the certificate)"))
+    return results
+
+
+def turn_secret(config: Config) -> str | None:
+    """turn.secret, else the secret generated into data_dir (never created here)."""
+    if config.turn.secret:
+        return config.turn.secret
+    try:
+        return (config.data_dir / TURN_SECRET_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    return Path(database_url.removeprefix("sqlite://")) if database_url.startswith("sqlite://") else None
