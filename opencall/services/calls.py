@@ -2,7 +2,7 @@
 
 It knows nothing of Socket.IO: it talks to sockets through an :class:`Outbox` and raises
 :class:`CallError` for the sender's ``call-error``. Messages between the two parties are relayed only
-while they share a ringing or active call; anything else is dropped and logged.
+while they share a ringing or active call (``renegotiate``: an active one); anything else is dropped and logged.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Outbox(Protocol):
 
 
 State = Literal["ringing", "active", "ended"]
+SdpType = Literal["offer", "answer"]
 
 
 @dataclass(eq=False)
@@ -96,13 +97,16 @@ def _target(data: dict[str, Any], malformed: str = "is not a valid Call ID") -> 
     return target
 
 
-def _description(data: dict[str, Any], name: Literal["offer", "answer"]) -> dict[str, str]:
+def _description(data: dict[str, Any], name: str, *types: SdpType) -> dict[str, str]:
+    """``data[name]`` as an RTCSessionDescriptionInit whose type is one of ``types`` (default: ``name``)."""
+    allowed = types or (name,)
     value = data.get(name)
-    if not isinstance(value, dict) or value.get("type") != name or not isinstance(value.get("sdp"), str):
-        raise CallError(f"{name} must be {{type: '{name}', sdp: '…'}}")
+    if not isinstance(value, dict) or value.get("type") not in allowed or not isinstance(value.get("sdp"), str):
+        shown = " | ".join(f"'{kind}'" for kind in allowed)
+        raise CallError(f"{name} must be {{type: {shown}, sdp: '…'}}")
     if len(value["sdp"]) > SDP_MAX:
         raise CallError(f"{name} SDP is larger than 64 KiB")
-    return {"type": name, "sdp": value["sdp"]}
+    return {"type": value["type"], "sdp": value["sdp"]}
 
 
 def _candidate(data: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +287,17 @@ class Signaling:
         payload = {"candidate": candidate}
         await self._emit_to(call.other_side(peer), "ice-candidate", payload)
 
+    async def renegotiate(self, sid: str, data: Any) -> None:
+        """A new offer or answer during an active call (an ICE restart), relayed to the other party."""
+        peer = self._registered(sid)
+        body = _payload(data)
+        target = _target(body)
+        description = _description(body, "description", "offer", "answer")
+        call = self._call_with(peer, target, "renegotiate", active=True)
+        if call is None:
+            return
+        await self._emit_to(call.other_side(peer), "renegotiate", {"description": description})
+
     # -- internals -------------------------------------------------------------------------------------
 
     def _peer(self, sid: str) -> Peer:
@@ -312,12 +327,13 @@ class Signaling:
     def _busy(self, call_id: str) -> bool:
         return any(self._call_of(peer) for peer in self.registry.sockets_of(call_id))
 
-    def _call_with(self, peer: Peer, target: str, event: str) -> Call | None:
-        """The live call between ``peer`` and ``target``, or None (the event is dropped and logged)."""
+    def _call_with(self, peer: Peer, target: str, event: str, *, active: bool = False) -> Call | None:
+        """The live (with ``active``: answered) call between ``peer`` and ``target``, or None (the event is
+        dropped and logged)."""
         call = self._call_of(peer)
-        if call is None or call.other_call_id(peer) != target:
-            log.warning("dropped %s from %s (%s) to %s: no call between them", event, peer.sid, peer.call_id,
-                        target)
+        if call is None or call.other_call_id(peer) != target or (active and call.state != "active"):
+            log.warning("dropped %s from %s (%s) to %s: no %scall between them", event, peer.sid, peer.call_id,
+                        target, "active " if active else "")
             return None
         return call
 

@@ -113,6 +113,7 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
         ("reject", signaling.reject),
         ("hangup", signaling.hangup),
         ("ice-candidate", signaling.relay_candidate),
+        ("renegotiate", signaling.renegotiate),
     ):
         handle(event, action)
 

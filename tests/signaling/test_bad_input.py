@@ -15,6 +15,7 @@ from tests.support import Server
 SDP_LIMIT = 64 * 1024
 EVENT_BURST, EVENT_RATE = 200, 50  # per-socket flood control: a burst of 200 events, then 50/s
 ANY = "K7XM2PQ9"  # a well-formed Call ID nobody is in a call with
+RENEGOTIATE_SHAPE = "description must be {type: 'offer' | 'answer', sdp: '…'}"
 
 
 def sdp(size: int) -> str:
@@ -28,6 +29,7 @@ UNREGISTERED = [
     ("hangup", {"targetCallId": ANY}),
     ("ice-candidate", {"targetCallId": ANY, "candidate": candidate()}),
     ("update-name", {"displayName": "Early"}),
+    ("renegotiate", {"targetCallId": ANY, "description": offer()}),
 ]
 
 
@@ -72,6 +74,16 @@ def bad_inputs(callee: str) -> list[tuple[str, tuple[Any, ...], str]]:
          "candidate must be an RTCIceCandidateInit object"),
         ("ice-candidate", ({"targetCallId": callee, "candidate": {"candidate": "c" * 5000}},),
          "candidate is too long"),
+        ("renegotiate", ({"description": offer()},), "targetCallId is required"),
+        ("renegotiate", ({"targetCallId": "ZZ", "description": offer()},), "ZZ is not a valid Call ID"),
+        ("renegotiate", ("v=0",), "Payload must be a JSON object"),
+        *(("renegotiate", ({"targetCallId": callee, **body},), RENEGOTIATE_SHAPE) for body in (
+            {}, {"offer": offer()}, {"description": "v=0"}, {"description": {"type": "rollback", "sdp": ""}},
+            {"description": {"type": "pranswer", "sdp": "v=0"}}, {"description": {"type": "offer"}},
+            {"description": {"type": ["offer"], "sdp": "v=0"}}, {"description": {"type": "answer", "sdp": None}},
+        )),
+        ("renegotiate", ({"targetCallId": callee, "description": {"type": "answer", "sdp": sdp(SDP_LIMIT + 1)}},),
+         "description SDP is larger than 64 KiB"),
         ("update-name", ({"displayName": 3.5},), "displayName must be a string"),
         ("update-name", (["Bob"],), "Payload must be a JSON object"),
         ("register", ({"displayName": {"first": "Al"}},), "displayName must be a string"),
@@ -104,6 +116,10 @@ async def test_sdp_of_exactly_64_kib_is_relayed(server: Server, connect: Connect
     big_answer = {"type": "answer", "sdp": sdp(SDP_LIMIT)}
     await bob.emit("answer", {"targetCallId": a_id, "answer": big_answer})
     assert (await alice.next("call-answered"))["answer"] == big_answer
+    for sender, receiver, target, kind in ((alice, bob, b_id, "offer"), (bob, alice, a_id, "answer")):
+        big = {"type": kind, "sdp": sdp(SDP_LIMIT)}
+        await sender.emit("renegotiate", {"targetCallId": target, "description": big})
+        assert await receiver.next("renegotiate") == {"description": big}
 
 
 async def test_an_oversized_message_costs_only_its_sender(server: Server, connect: Connector) -> None:

@@ -319,3 +319,70 @@ async def test_a_burst_of_trickled_candidates_all_arrive_in_order(server: Server
     for n in range(burst):
         assert await bob.next("ice-candidate") == {"candidate": candidate(n)}
         assert await alice.next("ice-candidate") == {"candidate": candidate(1000 + n)}
+
+
+async def test_renegotiate_only_between_the_parties_of_an_active_call(server: Server, connect: Connector) -> None:
+    """Our addition (docs/api.md "Signaling"): a second offer/answer during an active call, for ICE restarts."""
+    bob_account = new_account(server)
+    alice, bob = await connect(server, "alice"), await connect(server, "bob", auth=bob_account.auth)
+    mallory, carol = await connect(server, "mallory"), await connect(server, "carol")
+    a_id, b_id = await alice.register(), await bob.register()
+    await mallory.register()
+    c_id = await carol.register()
+
+    # While the call only rings there is nothing to renegotiate: dropped both ways, without a reply.
+    await ring(alice, bob)
+    await alice.emit("renegotiate", {"targetCallId": b_id, "description": offer("ringing")})
+    await bob.emit("renegotiate", {"targetCallId": a_id, "description": answer("ringing")})
+    await alice.sync()
+    await bob.sync()
+    await bob.emit("answer", {"targetCallId": a_id, "answer": answer()})
+    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": bob_account.username}
+    alice.assert_quiet()
+    bob.assert_quiet()
+
+    # Active: relayed with the exact payload, in both directions, whichever side offers.
+    await alice.emit("renegotiate", {"targetCallId": b_id.lower(), "description": {**offer("restart"), "x": 1},
+                                     "extra": True})
+    assert await bob.next("renegotiate") == {"description": offer("restart")}
+    await bob.emit("renegotiate", {"targetCallId": a_id, "description": answer("restart")})
+    assert await alice.next("renegotiate") == {"description": answer("restart")}
+    await bob.emit("renegotiate", {"targetCallId": a_id, "description": offer("bob")})
+    assert await alice.next("renegotiate") == {"description": offer("bob")}
+    await alice.emit("renegotiate", {"targetCallId": b_id, "description": answer("alice")})
+    assert await bob.next("renegotiate") == {"description": answer("alice")}
+
+    # A malformed one from a party gets call-error and reaches nobody.
+    assert await alice.error("renegotiate", {"targetCallId": b_id, "description": {"type": "pranswer", "sdp": "v=0"}}) \
+        == "description must be {type: 'offer' | 'answer', sdp: '…'}"
+    assert await bob.error("renegotiate", {"targetCallId": a_id, "offer": offer()}) \
+        == "description must be {type: 'offer' | 'answer', sdp: '…'}"
+
+    # Strangers: Mallory in her own active call with Carol, and Bob's tab opened after the call started.
+    await establish(mallory, carol)
+    tab = await connect(server, "bob-tab", auth=bob_account.auth)
+    assert await tab.register() == b_id
+    for intruder in (mallory, tab):
+        for target in (a_id, b_id):
+            await intruder.emit("renegotiate", {"targetCallId": target, "description": offer("evil")})
+        await intruder.sync()
+    alice.assert_quiet()
+    bob.assert_quiet()
+    tab.assert_quiet()
+    # Everyone's call still renegotiates.
+    await mallory.emit("renegotiate", {"targetCallId": c_id, "description": offer("m")})
+    assert await carol.next("renegotiate") == {"description": offer("m")}
+    await bob.emit("renegotiate", {"targetCallId": a_id, "description": offer("b2")})
+    assert await alice.next("renegotiate") == {"description": offer("b2")}
+    mallory.assert_quiet()
+
+    # Once the call has ended, nothing more is relayed.
+    await alice.emit("hangup", {"targetCallId": b_id})
+    assert await bob.next("call-ended") == {}
+    await alice.emit("renegotiate", {"targetCallId": b_id, "description": offer("late")})
+    await alice.sync()
+    await bob.sync()
+    bob.assert_quiet()
+    dropped = [line for line in server.log_file.read_text().splitlines()
+               if "dropped renegotiate" in line and "no active call" in line and (a_id in line or b_id in line)]
+    assert len(dropped) >= 7, dropped  # 2 while ringing, 4 from strangers, 1 after the hangup

@@ -2,6 +2,8 @@
 //
 // States: idle → outgoing (mic + ICE config, then ringing) or incoming (ringing) → connecting → active → idle.
 // Every exit path goes through end(), which stops the tracks, closes the peer connection and says why.
+// A connection that drops mid-call is restarted (ICE restart over `renegotiate`) by the caller only, so the
+// two sides never offer at once; the callee answers (docs/web.md "WebRTC choices").
 
 import {api} from './api.js';
 import {ringback, ringtone} from './audio.js';
@@ -9,8 +11,17 @@ import {isCallId, normalize} from './callid.js';
 import {log} from './log.js';
 
 const STATS_EVERY_MS = 1000;
-// How long a dropped connection ('disconnected') may try to recover before the call is given up.
+// The caller restarts ICE when the connection has been 'disconnected' this long (or at once on 'failed')...
+const RESTART_AFTER_MS = 3000;
+// ... gives each restart this long to connect, and tries this many times before the call is given up.
+const RESTART_TIMEOUT_MS = 10_000;
+const MAX_RESTARTS = 2;
+// The callee's backstop (and everyone's before the first connection): how long a dropped connection may stay
+// down. Every restart offer from the caller starts it again; the caller gives up first (3 s + 2 × 10 s).
 const RECOVERY_GRACE_MS = 20_000;
+const LOST_MESSAGE = 'The connection dropped and did not come back, so the call ended.';
+
+const isConnected = (pc) => ['connected', 'completed'].includes(pc.connectionState || pc.iceConnectionState);
 
 /** Test-only switch: force TURN relay (iceTransportPolicy 'relay'). See docs/web.md. */
 export function relayOnlyRequested() {
@@ -63,6 +74,7 @@ export class Phone extends EventTarget {
     on('call-rejected', this.onRejected);
     on('call-ended', this.onRemoteEnded);
     on('ice-candidate', this.onRemoteCandidate);
+    on('renegotiate', this.onRenegotiate);
     on('call-error', this.onCallError);
     on('lost', this.onSignalingLost);
     window.addEventListener('pagehide', () => {
@@ -172,6 +184,20 @@ export class Phone extends EventTarget {
     if (this.session) this.setMuted(!this.session.muted);
   }
 
+  /**
+   * ICE restart, on the caller's side (the callee answers it): fresh ICE servers, an offer with new ICE
+   * credentials, `renegotiate`. Runs by itself when the connection drops; `window.opencall.phone.restartIce()`
+   * lets tests run it on a healthy call. Resolves to whether an offer was sent.
+   */
+  restartIce() {
+    const s = this.session;
+    if (!s || !s.pc || s.direction !== 'outgoing' || !['connecting', 'active'].includes(this.state)) {
+      log.warn('webrtc', 'ICE restart: only the caller restarts, during an answered call');
+      return Promise.resolve(false);
+    }
+    return this.restart(s);
+  }
+
   peerLabel() {
     const s = this.session;
     return s ? s.peerName || s.peerCallId : '';
@@ -242,6 +268,43 @@ export class Phone extends EventTarget {
     await this.addRemoteCandidate(s, candidate);
   }
 
+  /** The other side's `renegotiate`: an ICE-restart offer (we are the callee) or the answer to ours. */
+  async onRenegotiate({description}) {
+    const s = this.session;
+    if (!s || !s.pc || !description || !['connecting', 'active'].includes(this.state)) return;
+    const pc = s.pc;
+    const expected = description.type === 'offer' ? 'stable' : 'have-local-offer';
+    if (pc.signalingState !== expected) {
+      log.warn('webrtc', `renegotiate ${description.type} ignored in signaling state ${pc.signalingState}`);
+      return;
+    }
+    s.remoteSet = false; // candidates of the new ICE generation wait for the description that announces it
+    try {
+      await pc.setRemoteDescription(description);
+      if (this.session !== s) return;
+      await this.remoteDescriptionSet(s);
+      if (description.type === 'answer') {
+        log.info('webrtc', 'ICE restart answered');
+        return;
+      }
+      log.info('webrtc', 'ICE restart offered by the caller: answering');
+      if (s.recoveryTimer) this.startRecoveryTimer(s); // the caller is working on it: give it the full time
+      await this.useFreshIceServers(s);
+      s.holdLocal = true; // our new candidates go after the answer that announces their ICE credentials
+      await pc.setLocalDescription(await pc.createAnswer());
+      if (this.session !== s) return;
+      this.signaling.emit('renegotiate', {targetCallId: s.peerCallId, description: {type: 'answer', sdp: pc.localDescription.sdp}});
+    } catch (err) {
+      // The caller's restart then times out, and it tries again or ends the call.
+      if (this.session === s) log.warn('webrtc', `renegotiate ${description.type} failed:`, err);
+    } finally {
+      if (this.session === s) {
+        if (!s.remoteSet) await this.remoteDescriptionSet(s);
+        this.markSignalled(s);
+      }
+    }
+  }
+
   onCallError({message}) {
     const text = message || 'The call could not be placed.';
     const s = this.session;
@@ -276,6 +339,10 @@ export class Phone extends EventTarget {
       remoteSet: false,
       localQueue: [],
       signalled: false,
+      holdLocal: false,
+      restarts: 0,
+      restartDelay: null,
+      restartDeadline: null,
       muted: false,
       startedAt: Date.now(),
       connectedAt: null,
@@ -319,10 +386,24 @@ export class Phone extends EventTarget {
     }
   }
 
-  attachPeerConnection(s, ice, stream) {
+  peerConfig(ice) {
     const config = {...ice};
     if (this.forceRelay) config.iceTransportPolicy = 'relay';
-    const pc = new RTCPeerConnection(config);
+    return config;
+  }
+
+  /** Before an ICE restart: the TURN credentials of the call's start may have expired. */
+  async useFreshIceServers(s) {
+    try {
+      const ice = await this.fetchIceConfig();
+      if (this.session === s) s.pc.setConfiguration(this.peerConfig(ice));
+    } catch (err) {
+      log.warn('webrtc', 'ICE restart keeps the old ICE servers:', err);
+    }
+  }
+
+  attachPeerConnection(s, ice, stream) {
+    const pc = new RTCPeerConnection(this.peerConfig(ice));
     s.pc = pc;
     s.localStream = stream;
     for (const track of stream.getTracks()) pc.addTrack(track, stream);
@@ -330,8 +411,9 @@ export class Phone extends EventTarget {
     pc.onicecandidate = ({candidate}) => {
       if (!candidate || !candidate.candidate) return; // end of candidates: nothing to relay
       const init = candidate.toJSON();
-      if (s.signalled) this.sendCandidate(s, init);
-      else s.localQueue.push(init); // the server drops candidates for a call it has not seen yet
+      if (s.signalled && !s.holdLocal) this.sendCandidate(s, init);
+      // The server drops candidates for a call it has not seen yet; a restart's wait for its description.
+      else s.localQueue.push(init);
     };
     pc.ontrack = (event) => {
       s.remoteStream = event.streams[0] || new MediaStream([event.track]);
@@ -347,6 +429,7 @@ export class Phone extends EventTarget {
 
   markSignalled(s) {
     s.signalled = true;
+    s.holdLocal = false;
     for (const candidate of s.localQueue.splice(0)) this.sendCandidate(s, candidate);
   }
 
@@ -373,9 +456,9 @@ export class Phone extends EventTarget {
     // Firefox before 113 has no connectionState; the ICE state says nearly the same.
     const state = pc.connectionState || pc.iceConnectionState;
     log.info('webrtc', `connection ${state} (ice ${pc.iceConnectionState})`);
-    if (state === 'connected' || state === 'completed') {
-      clearTimeout(s.recoveryTimer);
-      s.recoveryTimer = null;
+    if (isConnected(pc)) {
+      this.clearRecovery(s);
+      s.restarts = 0;
       if (!s.connectedAt) {
         s.connectedAt = Date.now();
         ringback.stop();
@@ -383,22 +466,84 @@ export class Phone extends EventTarget {
       }
       s.phase = '';
       this.setState('active');
-    } else if (state === 'disconnected') {
-      // A network change or a short outage: ICE keeps checking, and new local candidates (continual
-      // gathering) are still trickled to the peer over the live signaling channel. Give it time.
-      s.phase = 'Reconnecting…';
-      this.changed();
-      clearTimeout(s.recoveryTimer);
-      s.recoveryTimer = setTimeout(() => {
-        if (this.session === s && s.pc && (s.pc.connectionState || s.pc.iceConnectionState) === 'disconnected') {
-          this.end({message: 'The connection dropped and did not come back, so the call ended.', kind: 'error', notify: 'hangup'});
-        }
-      }, RECOVERY_GRACE_MS);
-    } else if (state === 'failed') {
-      const message = s.connectedAt
-        ? 'The connection failed, so the call ended.'
-        : 'Could not connect the call: no network path between you two worked.';
-      this.end({message, kind: 'error', notify: 'hangup'});
+    } else if (state === 'failed' || pc.iceConnectionState === 'failed') {
+      this.connectionDown(s, 'failed');
+    } else if (state === 'disconnected' || pc.iceConnectionState === 'disconnected') {
+      this.connectionDown(s, 'disconnected');
+    }
+  }
+
+  /**
+   * A network change or an outage. ICE keeps checking by itself, and new local candidates (continual
+   * gathering) are still trickled over the live signaling channel; if that is not enough the caller restarts
+   * ICE, and the callee waits for that (with a backstop). Before the first connection, there is nothing to
+   * restart: 'failed' means no path works at all.
+   */
+  connectionDown(s, how) {
+    if (!s.connectedAt && how === 'failed') {
+      this.end({message: 'Could not connect the call: no network path between you two worked.', kind: 'error', notify: 'hangup'});
+      return;
+    }
+    s.phase = 'Reconnecting…';
+    this.changed();
+    if (!s.connectedAt || s.direction !== 'outgoing') {
+      if (!s.recoveryTimer) this.startRecoveryTimer(s);
+    } else if (!s.restartDeadline && how === 'failed') {
+      clearTimeout(s.restartDelay);
+      s.restartDelay = null;
+      this.restart(s);
+    } else if (!s.restartDeadline && !s.restartDelay) {
+      s.restartDelay = setTimeout(() => {
+        s.restartDelay = null;
+        if (this.session === s && !isConnected(s.pc)) this.restart(s);
+      }, RESTART_AFTER_MS);
+    }
+  }
+
+  startRecoveryTimer(s) {
+    clearTimeout(s.recoveryTimer);
+    s.recoveryTimer = setTimeout(() => {
+      if (this.session === s && s.pc && !isConnected(s.pc)) this.end({message: LOST_MESSAGE, kind: 'error', notify: 'hangup'});
+    }, RECOVERY_GRACE_MS);
+  }
+
+  clearRecovery(s) {
+    for (const key of ['recoveryTimer', 'restartDelay', 'restartDeadline']) {
+      clearTimeout(s[key]);
+      s[key] = null;
+    }
+  }
+
+  /** One ICE restart attempt of the caller; after MAX_RESTARTS that did not bring the connection back, the end. */
+  async restart(s) {
+    const pc = s.pc;
+    if (isConnected(pc)) s.restarts = 0; // a healthy call (a test, or a restart that already worked)
+    if (s.restarts >= MAX_RESTARTS) {
+      this.end({message: LOST_MESSAGE, kind: 'error', notify: 'hangup'});
+      return false;
+    }
+    s.restarts += 1;
+    log.info('webrtc', `ICE restart ${s.restarts} of ${MAX_RESTARTS}`);
+    clearTimeout(s.restartDeadline);
+    s.restartDeadline = setTimeout(() => {
+      s.restartDeadline = null;
+      if (this.session !== s) return;
+      if (isConnected(s.pc)) s.restarts = 0;
+      else this.restart(s);
+    }, RESTART_TIMEOUT_MS);
+    try {
+      await this.useFreshIceServers(s);
+      if (this.session !== s) return false;
+      s.holdLocal = true; // our new candidates go after the offer that announces their ICE credentials
+      pc.restartIce();
+      await pc.setLocalDescription(await pc.createOffer({iceRestart: true}));
+      if (this.session !== s) return false;
+      return this.signaling.emit('renegotiate', {targetCallId: s.peerCallId, description: {type: 'offer', sdp: pc.localDescription.sdp}});
+    } catch (err) {
+      if (this.session === s) log.warn('webrtc', 'ICE restart failed:', err); // the deadline tries again
+      return false;
+    } finally {
+      if (this.session === s) this.markSignalled(s);
     }
   }
 
@@ -487,7 +632,7 @@ export class Phone extends EventTarget {
     ringback.stop();
     this.closeNotification(s);
     clearInterval(s.statsTimer);
-    clearTimeout(s.recoveryTimer);
+    this.clearRecovery(s);
     if (s.pc) {
       s.pc.onicecandidate = null;
       s.pc.ontrack = null;

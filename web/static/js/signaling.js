@@ -3,7 +3,7 @@
 
 import {log} from './log.js';
 
-const CALL_EVENTS = ['incoming-call', 'call-answered', 'call-rejected', 'call-ended', 'ice-candidate', 'call-error'];
+const CALL_EVENTS = ['incoming-call', 'call-answered', 'call-rejected', 'call-ended', 'ice-candidate', 'renegotiate', 'call-error'];
 
 export class Signaling extends EventTarget {
   constructor() {
