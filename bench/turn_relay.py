@@ -9,8 +9,9 @@ on 127.0.0.1. Reported per run: delivered packets/s, loss, and the server's CPU 
     python bench/turn_relay.py                          # 50 clients, 160-byte packets, -z 1, 3 runs each
     python bench/turn_relay.py --clients 10,30,50 --seconds 5 --repeat 1
 
-A "relayed packet" is one crossing of the relay: each message uclient sends goes client -> peer and comes back
-peer -> client, so relayed = sent + received. Needs Debian's coturn package. Everything binds to 127.0.0.1.
+A "relayed packet" is one crossing of the relay: each message uclient gets back went client -> peer and
+peer -> client, so relayed = 2 x received (lost messages, which may or may not have crossed once, are not
+counted: under loss the CPU figure is pessimistic). Needs Debian's coturn package. Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Result:
 
     @property
     def relayed(self) -> int:
-        return self.sent + self.received
+        return 2 * self.received
 
     @property
     def delivered_per_second(self) -> float:
@@ -166,7 +167,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
         f"turnutils_uclient -c -m CLIENTS -n {int(args.seconds * 1000 / args.interval)} -l {args.length} "
         f"-z {args.interval} [-s], {args.repeat} runs each, ours and coturn alternating; medians, "
-        "relayed = sent + received",
+        "relayed = 2 x received",
         "",
         "| clients | mode | server | delivered pkt/s | relayed pkt/s | loss (worst run) | CPU s / 100k relayed "
         "| CPU ours/coturn |",

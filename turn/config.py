@@ -37,8 +37,8 @@ class RelayConfig:
     permission_lifetime: int = 300  # RFC 8656 §9
     channel_lifetime: int = 600  # RFC 8656 §12
     nonce_lifetime: int = 600
-    unauthenticated_rate: float = 20.0  # unauthenticated replies per second per client IP (UDP)
-    unauthenticated_burst: int = 40
+    unauthenticated_rate: float = 50.0  # unauthenticated replies per second per client IP (UDP)
+    unauthenticated_burst: int = 100
 
     def __post_init__(self) -> None:
         _check(bool(self.secret), "secret", "must be a non-empty string")
@@ -129,6 +129,8 @@ def config_from_mapping(raw: Mapping[str, Any], base_dir: Path) -> RelayConfig:
             if not isinstance(value, list):
                 raise ValueError(f"{key}: must be a list of CIDRs")
             value = tuple(str(item) for item in value)
+        elif value is not None or key not in _OPTIONAL:
+            _check_type(key, value)
         values[key] = value
     if "secret" not in values:
         raise ValueError("secret: is required")
@@ -136,6 +138,25 @@ def config_from_mapping(raw: Mapping[str, Any], base_dir: Path) -> RelayConfig:
         return RelayConfig(**values)
     except TypeError as exc:
         raise ValueError(f"config: {exc}") from None
+
+
+_OPTIONAL = {"tls_port", "tls_cert", "tls_key", "relay_ip", "relay_ip6", "software"}
+_NUMBERS = {"unauthenticated_rate"}
+
+
+def _check_type(key: str, value: Any) -> None:
+    """The file's value for ``key`` has the type of the RelayConfig field: int, number or string."""
+    if key in _NUMBERS:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        kind = "a number"
+    elif key == "tls_port" or isinstance(getattr(RelayConfig, key, None), int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        kind = "an integer"
+    else:
+        ok = isinstance(value, str)
+        kind = "a string"
+    if not ok:
+        raise ValueError(f"{key}: must be {kind}, got {value!r}")
 
 
 def _port_range(value: Any) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from turn.counters import Counters
 from turn.stun import data_indication
 
 RESERVATION_LIFETIME = 30.0  # seconds a port reserved by EVEN-PORT's R bit is kept (RFC 8656 §7.2)
-SOCKET_BUFFER = 1 << 20
+SOCKET_BUFFER = 256 << 10  # per relay socket: one client's peers, a few hundred packets a second
 # Linux values from <linux/in.h>; Python's socket module does not export them.
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DO = 2

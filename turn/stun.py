@@ -331,7 +331,7 @@ def data_indication(peer: tuple[str, int], data: bytes) -> bytes:
 
 
 def parse_send_indication(data: bytes) -> tuple[tuple[str, int], bytes] | None:
-    """(peer, payload) of a Send indication of the usual shape: an IPv4 XOR-PEER-ADDRESS, DATA, and only
+    """(peer, payload) of a Send indication of the usual shape: one IPv4 XOR-PEER-ADDRESS, DATA, and only
     comprehension-optional attributes besides (FINGERPRINT is checked).
 
     None for anything else, including valid indications with DONT-FRAGMENT or an IPv6 peer: :func:`decode`
@@ -351,11 +351,10 @@ def parse_send_indication(data: bytes) -> tuple[tuple[str, int], bytes] | None:
         if end > size:
             return None
         if kind == 0x0012:
-            if peer is None:
-                if length != 8 or data[pos + 5] != IPV4:
-                    return None
-                _, xport, xaddress = _XOR_V4_VALUE.unpack_from(data, pos + 4)
-                peer = (socket.inet_ntoa((xaddress ^ COOKIE).to_bytes(4, "big")), xport ^ _COOKIE_HIGH)
+            if peer is not None or length != 8 or data[pos + 5] != IPV4:
+                return None  # a second one, or IPv6: the general path decides
+            _, xport, xaddress = _XOR_V4_VALUE.unpack_from(data, pos + 4)
+            peer = (socket.inet_ntoa((xaddress ^ COOKIE).to_bytes(4, "big")), xport ^ _COOKIE_HIGH)
         elif kind == 0x0013:
             if payload is None:
                 payload = data[pos + 4 : end]

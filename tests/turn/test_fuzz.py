@@ -18,6 +18,7 @@ from tests.turn.support import StunClient, credentials, is_success, sign, start_
 from turn import TurnServer, stun
 from turn.framing import StreamFramer
 
+FUZZ = settings(deadline=None, database=None)  # no example database left in the work tree
 MESSAGE_TYPES = sorted(int(m) | int(c) for m in Method for c in Class)
 ATTRIBUTE_TYPES = sorted(stun.UNDERSTOOD | {0x0001, 0x0003, 0x0024, 0x001C, 0x001E, 0x7FFF, 0xFFFF})
 
@@ -66,7 +67,7 @@ channel_data = st.builds(lambda channel, length, payload: struct.pack("!HH", cha
 datagram = st.one_of(st.binary(max_size=200), structured, mutated, channel_data)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(FUZZ, max_examples=600)
 @given(st.one_of(st.binary(max_size=300), structured, mutated))
 def test_decode_raises_only_value_error(data: bytes) -> None:
     try:
@@ -86,7 +87,7 @@ send_like = st.builds(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(FUZZ, max_examples=600)
 @given(st.one_of(send_like, st.builds(mutate, send_like, st.lists(st.tuples(st.integers(0, 80),
                                                                           st.integers(0, 255)), max_size=3),
                                       st.integers(-1, 60))))
@@ -101,7 +102,7 @@ def test_send_indication_fast_path_never_disagrees_with_decode(data: bytes) -> N
     assert fast == (decoded.peers[0], decoded.attributes["DATA"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(FUZZ, max_examples=300)
 @given(st.lists(datagram, max_size=10), st.integers(1, 64))
 def test_stream_framer_raises_only_value_error(frames: list[bytes], chunk: int) -> None:
     stream = b"".join(frames)
@@ -148,7 +149,7 @@ def live() -> Iterator[Live]:
     loop.close()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(FUZZ, max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(datagram, min_size=1, max_size=20),
     st.lists(st.tuples(st.sampled_from(MESSAGE_TYPES), attributes, st.binary(min_size=12, max_size=12)),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aioice.stun import Class, Message, Method
-from aioice.turn import TCP_TRANSPORT
+from aioice.turn import TCP_TRANSPORT, UDP_TRANSPORT
 
 from tests.support import free_port
 from tests.turn.support import (
@@ -113,26 +113,26 @@ async def test_allocate_success_response(relay: TurnServer) -> None:
     client.close()
 
 
+UDP = {"REQUESTED-TRANSPORT": UDP_TRANSPORT}
+
+
 @pytest.mark.parametrize(
     ("attributes", "code"),
     [
-        ({"REQUESTED_TRANSPORT": None}, 400),
-        ({"REQUESTED_TRANSPORT": TCP_TRANSPORT}, 442),
-        ({"REQUESTED_ADDRESS_FAMILY": stun.IPV6}, 440),
-        ({"REQUESTED_ADDRESS_FAMILY": 7}, 440),
-        ({"RESERVATION_TOKEN": b"12345678", "EVEN_PORT": False}, 400),
-        ({"RESERVATION_TOKEN": b"12345678"}, 508),
-        ({"ADDITIONAL_ADDRESS_FAMILY": stun.IPV4}, 400),
+        ({}, 400),  # no REQUESTED-TRANSPORT
+        ({"REQUESTED-TRANSPORT": TCP_TRANSPORT}, 442),
+        ({**UDP, "REQUESTED-ADDRESS-FAMILY": stun.IPV6}, 440),
+        ({**UDP, "REQUESTED-ADDRESS-FAMILY": 7}, 440),
+        ({**UDP, "RESERVATION-TOKEN": b"12345678", "EVEN-PORT": False}, 400),
+        ({**UDP, "RESERVATION-TOKEN": b"12345678", "REQUESTED-ADDRESS-FAMILY": stun.IPV4}, 400),
+        ({**UDP, "RESERVATION-TOKEN": b"12345678"}, 508),  # no such reservation
+        ({**UDP, "ADDITIONAL-ADDRESS-FAMILY": stun.IPV4}, 400),
+        ({**UDP, "ADDITIONAL-ADDRESS-FAMILY": stun.IPV6, "REQUESTED-ADDRESS-FAMILY": stun.IPV4}, 400),
     ],
 )
 async def test_allocate_errors(relay: TurnServer, attributes: dict[str, object], code: int) -> None:
     client = await logged_in(relay)
-    cleaned = {name: value for name, value in attributes.items() if value is not None}
-    if attributes.get("REQUESTED_TRANSPORT", 1) is None:
-        response = await client.authed(Method.ALLOCATE, {})
-    else:
-        response = await client.allocate(**cleaned)
-    assert error_code(response) == code
+    assert error_code(await client.authed(Method.ALLOCATE, attributes)) == code
     assert relay.counters.allocations == 0
     client.close()
 
