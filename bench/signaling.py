@@ -14,7 +14,7 @@ next). The server's RSS (``VmRSS``/``VmHWM``) and CPU (``utime+stime``) are read
 
 Example (the figures in docs/benchmarks.md)::
 
-    /tmp/v1/bin/python bench/signaling.py --clients 1000 --rates 50,100,150,200,max --duration 20
+    /tmp/v1/bin/python bench/signaling.py --clients 1000 --rates 50,80,100,150,200,max@4,max@20 --duration 20
 """
 
 from __future__ import annotations
@@ -293,22 +293,28 @@ class ProcStats:
 
 
 class PhaseMonitor:
-    """Server CPU and machine load over a phase's window (now until ``end``), peak server RSS until done."""
+    """CPU of the server, of the load generator and of the machine over a phase's window (now until ``end``);
+    the server's peak RSS until the phase is done."""
 
-    def __init__(self, stats: ProcStats, end: float) -> None:
-        self.stats, self.end = stats, end
-        self.cpu = [stats.cpu_seconds()]
+    def __init__(self, server: ProcStats, load: list[ProcStats], end: float) -> None:
+        self.server, self.load, self.end = server, load, end
+        self.cpu = [server.cpu_seconds()]
+        self.load_cpu = [self._load_cpu()]
         self.busy = [machine_busy()]
-        self.rss_peak = stats.rss_kb()[0]
+        self.rss_peak = server.rss_kb()[0]
+
+    def _load_cpu(self) -> float:
+        return sum(sum(p.cpu_seconds()) for p in self.load)
 
     def sample(self) -> None:
-        self.rss_peak = max(self.rss_peak, self.stats.rss_kb()[0])
+        self.rss_peak = max(self.rss_peak, self.server.rss_kb()[0])
         if len(self.cpu) == 1 and time.monotonic() >= self.end:
             self.close_window()
 
     def close_window(self) -> None:
         if len(self.cpu) == 1:
-            self.cpu.append(self.stats.cpu_seconds())
+            self.cpu.append(self.server.cpu_seconds())
+            self.load_cpu.append(self._load_cpu())
             self.busy.append(machine_busy())
 
 
@@ -533,12 +539,13 @@ class Worker:
         if delay > 0:
             await asyncio.sleep(delay)
         await asyncio.gather(*(runner() for _ in range(concurrency)))
+        if not concurrency:
+            await asyncio.sleep(max(0.0, end - time.monotonic()))
 
     async def phase(self, spec: dict[str, Any]) -> dict[str, Any]:
         self.stats = WorkerStats()
         for client in self.clients:
             client.stats = self.stats
-        cpu = time.process_time()
         start, end = spec["start"], spec["start"] + spec["duration"]
         if spec["mode"] == "open":
             await self.open_loop(spec["rate"], spec["workers"], start, end)
@@ -547,8 +554,7 @@ class Worker:
         s = self.stats
         return {"latencies": s.latencies, "started": s.started, "answered_in_window": s.answered_in_window,
                 "completed": s.completed, "skipped": s.skipped, "errors": dict(s.errors),
-                "lag_max": max(s.lags, default=0.0), "lag_p99": percentile(sorted(s.lags), 99),
-                "cpu": time.process_time() - cpu}
+                "lag_max": max(s.lags, default=0.0), "lag_p99": percentile(sorted(s.lags), 99)}
 
     async def close(self) -> None:
         gate = asyncio.Semaphore(self.opt["connect_concurrency"])
@@ -612,8 +618,11 @@ def parse_rates(text: str, concurrency: int) -> list[Phase]:
     phases = []
     for part in text.split(","):
         part = part.strip().lower().removesuffix("/s")
-        if part == "max":
-            phases.append(Phase(f"max ({concurrency} in flight)", "closed", concurrency=concurrency))
+        if part == "max" or part.startswith("max@"):
+            n = int(part[4:]) if part.startswith("max@") else concurrency
+            if n < 1:
+                raise argparse.ArgumentTypeError(f"in-flight count must be >= 1: {part}")
+            phases.append(Phase(f"max ({n} in flight)", "closed", concurrency=n))
         else:
             rate = float(part)
             if rate <= 0:
@@ -713,14 +722,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.py_spy and number == 0:
                 profiler = start_profiler(args.py_spy, server.pid, args.duration)
             start = time.monotonic() + 0.5
-            spec = {"mode": phase.mode, "rate": phase.rate, "workers": args.workers,
-                    "concurrency": max(1, phase.concurrency // args.workers), "start": start,
+            spec = {"mode": phase.mode, "rate": phase.rate, "workers": args.workers, "start": start,
                     "duration": args.duration}
-            for conn in conns:
-                conn.send(("phase", spec))
+            in_flight = min(phase.concurrency, pairs)
+            for i, conn in enumerate(conns):
+                share = in_flight // args.workers + (1 if i < in_flight % args.workers else 0)
+                conn.send(("phase", {**spec, "concurrency": min(share, shares[i])}))
             while time.monotonic() < start:
                 time.sleep(0.01)
-            monitor = PhaseMonitor(stats, start + args.duration)
+            load = [ProcStats(os.getpid())] + [ProcStats(p.pid) for p in procs if p.pid is not None]
+            monitor = PhaseMonitor(stats, load, start + args.duration)
             results = receive(conns, deadline, "result", tick=monitor.sample)
             monitor.close_window()
             if profiler is not None:
@@ -738,11 +749,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if profiler is not None and profiler.poll() is None:
             profiler.terminate()
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
+        for worker in procs:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(timeout=5)
         server.stop()
         if args.keep:
             print(f"kept {workdir}")
@@ -792,8 +803,9 @@ def summarize(phase: Phase, args: argparse.Namespace, results: list[dict[str, An
         "server_user_s": server_user,
         "server_sys_s": server_sys,
         "server_cpu_pct": server_cpu / args.duration * 100,
-        "clients_cpu_s": sum(r["cpu"] for r in results),
+        "clients_cpu_s": monitor.load_cpu[1] - monitor.load_cpu[0],
         "machine_cpus_busy": machine,
+        "other_cpus_busy": max(0.0, machine - (server_cpu + monitor.load_cpu[1] - monitor.load_cpu[0]) / args.duration),
         "rss_peak_kb": monitor.rss_peak,
         "schedule_lag_p99_ms": max(r["lag_p99"] for r in results) * 1000,
     }
@@ -806,7 +818,8 @@ def print_phase(p: dict[str, Any], flush: bool = False) -> None:
           f"{' ' + json.dumps(p['error_kinds']) if p['errors'] else ''}; server CPU {p['server_cpu_s']:.1f} s "
           f"({p['server_cpu_pct']:.0f}% of a core; user {p['server_user_s']:.1f} s, system {p['server_sys_s']:.1f} s), "
           f"clients CPU {p['clients_cpu_s']:.1f} s, machine "
-          f"{p['machine_cpus_busy']:.2f}/{os.cpu_count()} CPUs busy, server RSS peak {mib(p['rss_peak_kb'])} MiB, "
+          f"{p['machine_cpus_busy']:.2f}/{os.cpu_count()} CPUs busy ({p['other_cpus_busy']:.2f} by other processes), "
+          f"server RSS peak {mib(p['rss_peak_kb'])} MiB, "
           f"client schedule lag p99 {p['schedule_lag_p99_ms']:.1f} ms", flush=flush)
 
 
@@ -840,8 +853,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=1000, help="connected, registered clients (default 1000); "
                         "they form clients/2 caller-callee pairs")
     parser.add_argument("--rates", default="200,max",
-                        help="comma-separated phases: a target rate in setups/s (open loop) or 'max' "
-                             "(closed loop); default '200,max'")
+                        help="comma-separated phases: a target rate in setups/s (open loop), or 'max' / "
+                             "'max@N' (closed loop with --concurrency / N cycles in flight); default '200,max'")
     parser.add_argument("--concurrency", type=int, default=20,
                         help="cycles in flight in a 'max' phase (default 20; 0: every pair, clients/2)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase (default 20)")
