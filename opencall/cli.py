@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from opencall import __version__
-from opencall.config import Config, ConfigError, load_config
+from opencall.config import Config, ConfigError, check_files, load_config
 
 EXIT_FAILURE, EXIT_CONFIG = 1, 2
 
@@ -100,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {path} (mode 0600, with a new turn.secret); run: opencall serve --config {path}")
         return 0
     config = load_config(args.config)
+    if args.command in ("check-config", "serve"):
+        check_files(config)
     if args.command == "check-config":
         return check_config(config)
     if args.command == "serve":

@@ -401,3 +401,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config: {file} is not valid YAML{where}") from None
     return parse_config(raw, file.parent, source=file)
+
+
+def check_files(config: Config) -> None:
+    """Raise ConfigError naming the key when a file the config points at cannot be read (the operator's
+    certificate and key); the rest of the config is checked when it is parsed."""
+    tls = config.server.tls
+    if tls.mode != "files":
+        return
+    for key, path in (("server.tls.cert", tls.cert), ("server.tls.key", tls.key)):
+        assert path is not None
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None

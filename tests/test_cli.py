@@ -42,6 +42,8 @@ BAD_CONFIGS = {
     "turn-port-equals-server-port": ("server:\n  port: 9000\nturn:\n  port: 9000\n", "turn.port"),
     "non-mapping": ("- server\n- turn\n", "config"),
     "invalid-yaml": ("server:\n  port: [8443\n  tls: off\n", "not valid YAML"),
+    "missing-tls-cert": ("server:\n  tls: {cert: nope/cert.pem, key: nope/key.pem}\n",
+                         "server.tls.cert: cannot read"),
     "missing-file": (None, "cannot read"),
     "directory": ("<dir>", "cannot read"),
 }
