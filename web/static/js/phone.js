@@ -97,12 +97,7 @@ export class Phone extends EventTarget {
     this.setState('outgoing');
     log.info('call', `calling ${target}${this.forceRelay ? ' (relay only)' : ''}`);
     try {
-      const [ice, stream] = await Promise.all([this.fetchIceConfig(), this.getMicrophone()]);
-      if (this.session !== s) {
-        stream.getTracks().forEach((track) => track.stop());
-        return;
-      }
-      this.attachPeerConnection(s, ice, stream);
+      if (!(await this.preparePeerConnection(s))) return;
       const offer = await s.pc.createOffer();
       await s.pc.setLocalDescription(offer);
       if (this.session !== s) return;
@@ -120,6 +115,20 @@ export class Phone extends EventTarget {
     }
   }
 
+  /**
+   * Fetch a fresh ICE config and the microphone together, then build the peer connection for session `s`.
+   * Resolves false (with the microphone released) when the session ended meanwhile.
+   */
+  async preparePeerConnection(s) {
+    const [ice, stream] = await Promise.all([this.fetchIceConfig(), this.getMicrophone()]);
+    if (this.session !== s) {
+      stream.getTracks().forEach((track) => track.stop());
+      return false;
+    }
+    this.attachPeerConnection(s, ice, stream);
+    return true;
+  }
+
   /** Accept the ringing call: microphone, fresh ICE config, answer. */
   async accept() {
     const s = this.session;
@@ -130,12 +139,7 @@ export class Phone extends EventTarget {
     this.setState('connecting');
     log.info('call', `accepting call from ${s.peerCallId}`);
     try {
-      const [ice, stream] = await Promise.all([this.fetchIceConfig(), this.getMicrophone()]);
-      if (this.session !== s) {
-        stream.getTracks().forEach((track) => track.stop());
-        return;
-      }
-      this.attachPeerConnection(s, ice, stream);
+      if (!(await this.preparePeerConnection(s))) return;
       await s.pc.setRemoteDescription(s.offer);
       await this.remoteDescriptionSet(s);
       const answer = await s.pc.createAnswer();
