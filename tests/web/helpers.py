@@ -87,6 +87,15 @@ def wait_in_call(tab: Tab) -> None:
     expect(tab.page.get_by_role("button", name="Hang up")).to_be_visible()
 
 
+def call_and_accept(caller: Tab, callee: Tab, callee_id: str) -> None:
+    """Place a call from ``caller``'s Home to ``callee_id``, accept it on ``callee``, wait until both are in it."""
+    caller.page.get_by_label("Their Call ID").fill(callee_id)
+    caller.page.get_by_role("button", name="Call", exact=True).click()
+    callee.page.get_by_role("button", name="Accept").click()
+    wait_in_call(caller)
+    wait_in_call(callee)
+
+
 def wait_home_with(tab: Tab, text: str) -> None:
     """Back on Home, with the outcome banner saying ``text``."""
     expect(tab.page.locator("#call-layer")).to_be_hidden()

@@ -11,6 +11,7 @@ from tests.web.conftest import CALL_ID
 from tests.web.helpers import (
     SELECTED_PAIR,
     audio_flows,
+    call_and_accept,
     history_items,
     inbound_audio,
     register_in_ui,
@@ -197,11 +198,7 @@ def test_server_lost_mid_call_ends_the_call(open_tab, make_server) -> None:
     callee_id = callee.call_id()
     caller = open_tab("/", size="desktop", on=own)
     caller_id = caller.call_id()
-    caller.page.get_by_label("Their Call ID").fill(callee_id)
-    caller.page.get_by_role("button", name="Call", exact=True).click()
-    callee.page.get_by_role("button", name="Accept").click()
-    wait_in_call(caller)
-    wait_in_call(callee)
+    call_and_accept(caller, callee, callee_id)
     for tab in (caller, callee):
         tab.js("() => { window.__lastSession = window.opencall.phone.session; }")
 
@@ -225,11 +222,7 @@ def test_relay_only_call_uses_the_turn_relay(open_tab) -> None:
     caller = open_tab("/?forceRelay=1", size="desktop")
     caller.call_id()
     assert caller.js("() => window.opencall.phone.forceRelay") is True
-    caller.page.get_by_label("Their Call ID").fill(callee_id)
-    caller.page.get_by_role("button", name="Call", exact=True).click()
-    callee.page.get_by_role("button", name="Accept").click()
-    wait_in_call(callee)
-    wait_in_call(caller)
+    call_and_accept(caller, callee, callee_id)
     for tab in (caller, callee):
         assert tab.js(SELECTED_PAIR) == {"local": "relay", "remote": "relay"}
         audio_flows(tab)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.web.conftest import Tab
-from tests.web.helpers import SELECTED_PAIR, audio_flows, wait_for, wait_home_with, wait_in_call
+from tests.web.helpers import SELECTED_PAIR, audio_flows, call_and_accept, wait_for, wait_home_with, wait_in_call
 
 # Each side's local and remote ICE username fragment, and the one of the candidate carrying the media now.
 ICE_STATE = r"""async () => {
@@ -39,11 +39,7 @@ def test_caller_restarts_ice_and_the_call_carries_on(open_tab, route: str) -> No
     callee_id = callee.call_id()
     caller = open_tab(f"/{query}", size="desktop")
     caller.call_id()
-    caller.page.get_by_label("Their Call ID").fill(callee_id)
-    caller.page.get_by_role("button", name="Call", exact=True).click()
-    callee.page.get_by_role("button", name="Accept").click()
-    wait_in_call(caller)
-    wait_in_call(callee)
+    call_and_accept(caller, callee, callee_id)
     for tab in (caller, callee):
         audio_flows(tab)
 
