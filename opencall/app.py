@@ -70,6 +70,7 @@ class AppServices:
     ice_plan: IcePlan
     limits: Limits
     public_url: str | None
+    call_log: CallRecorder
 
 
 def advertised_host(config: Config) -> str:
@@ -99,6 +100,7 @@ def build_services(config: Config, presence: Presence, advertised: str) -> AppSe
         ice_plan=ice_plan,
         limits=Limits.from_config(config.rate_limits),
         public_url=config.server.public_url,
+        call_log=CallRecorder(),
     )
 
 
@@ -128,7 +130,7 @@ def create_app(config: Config) -> Sanic:
     if config.turn.enabled:
         context = server_ssl_context(config)
         relay = TurnServer(relay_config(config, services.ice_plan.secret, advertised, context))
-    recorder = CallRecorder()
+    recorder = services.call_log
     sio = signaling_server.make_socket_server(config.server.public_url)
     signaling = Signaling(
         registry=registry,

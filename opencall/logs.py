@@ -11,11 +11,25 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_BYTES, BACKUPS = 10 * 1024 * 1024, 5
 
 
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler that reads the file's size from its own stream.
+
+    The standard one stats the path twice, seeks, and formats every record a second time before writing it, to
+    decide whether to roll over first; this rolls over once the file has reached ``maxBytes``, so a file may
+    end up to one line longer. It matters on the signaling path, which logs three lines per call.
+    """
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is None:
+            self.stream = self._open()
+        return 0 < self.maxBytes <= self.stream.tell()
+
+
 def setup_logging(log_file: Path, level: str) -> None:
     """Route the root logger (and Sanic's) to ``log_file`` and stderr at ``level``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter(FORMAT)
-    file_handler = logging.handlers.RotatingFileHandler(
+    file_handler = RotatingLogFile(
         log_file, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
     )
     stderr_handler = logging.StreamHandler(sys.stderr)

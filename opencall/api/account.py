@@ -65,6 +65,7 @@ async def preview_invite(request: Request, token: str) -> HTTPResponse:
 @bp.get("/call-history")
 async def call_history(request: Request) -> HTTPResponse:
     user = await require_user(request)
+    await services(request).call_log.flush()  # calls that just ended are still on their way to the table
     calls = await history.recent_calls(user)
     return json({"calls": [
         {

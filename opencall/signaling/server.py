@@ -18,6 +18,7 @@ from opencall.services.accounts import Accounts
 from opencall.services.calls import Signaling
 from opencall.services.errors import ServiceError
 from opencall.services.registry import Peer
+from opencall.signaling.manager import DirectManager
 
 log = logging.getLogger("opencall.signaling")
 
@@ -55,6 +56,10 @@ def make_socket_server(public_url: str | None) -> socketio.AsyncServer:
     engineio.payload.Payload.max_decode_packets = MAX_POLLING_PACKETS
     return socketio.AsyncServer(
         async_mode="sanic",
+        client_manager=DirectManager(),
+        # Each event's handler runs in the socket's receive loop rather than in a task of its own: one task
+        # less per message, and a socket's events are handled in the order they were sent.
+        async_handlers=False,
         cors_allowed_origins=origin_allowed,
         max_http_buffer_size=MAX_MESSAGE,
         logger=False,

@@ -1,4 +1,8 @@
-"""GET /api/call-history after each outcome of a real call, from both sides."""
+"""GET /api/call-history after each outcome of a real call, from both sides.
+
+The history is read once, right after the last event of the call: reading it waits for the calls that just
+ended to reach the table (the writer batches them for up to half a second otherwise).
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ async def test_history_after_answered_rejected_and_missed(server: Server, connec
     await bob.next("call-ended")
     ended = now()
 
-    alice_calls, bob_calls = await alice_account.wait_history(3), await bob_account.wait_history(3)
+    alice_calls, bob_calls = alice_account.history(), bob_account.history()
     bob_name = bob_account.username
     assert summary(alice_calls) == [  # newest first
         ("outgoing", bob_name, "missed", None),
@@ -108,7 +112,7 @@ async def test_history_names_of_anonymous_peers(server: Server, connect: Connect
     await quiet.emit("reject", {"targetCallId": bob.call_id})
     await bob.next("call-rejected")
 
-    assert summary(await bob_account.wait_history(4)) == [
+    assert summary(bob_account.history()) == [
         ("outgoing", quiet_id, "rejected", None),
         ("outgoing", "Yan", "missed", None),
         ("incoming", "Zed", "answered", 0),
@@ -125,7 +129,24 @@ async def test_history_is_per_account_and_needs_auth(server: Server, connect: Co
     await place(alice, bob)
     await bob.emit("reject", {"targetCallId": alice.call_id})
     await alice.next("call-rejected")
-    assert summary(await alice_account.wait_history(1)) == [("outgoing", bob_account.username, "rejected", None)]
+    assert summary(alice_account.history()) == [("outgoing", bob_account.username, "rejected", None)]
     assert carol_account.history() == []
     anonymous = server.client()
     assert anonymous.get("/api/call-history").json() == {"error": "Not authenticated"}
+
+
+async def test_finished_calls_reach_the_table_without_a_reader(server: Server, connect: Connector) -> None:
+    """Nobody reads the history: the writer still stores each finished call within about half a second."""
+    alice_account, bob_account = new_account(server), new_account(server)
+    alice = await connect(server, "alice", auth=alice_account.auth)
+    bob = await connect(server, "bob", auth=bob_account.auth)
+    await alice.register()
+    await bob.register()
+    for _ in range(3):
+        await place(alice, bob)
+        await bob.emit("reject", {"targetCallId": alice.call_id})
+        await alice.next("call-rejected")
+    deadline = asyncio.get_running_loop().time() + 3
+    while alice_account.stored_calls() < 3 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert alice_account.stored_calls() == 3

@@ -108,7 +108,7 @@ async def test_full_call_between_node_and_python(server: Server, connect_ws: Con
     node.assert_quiet()
     python.assert_quiet()
 
-    history = await account.wait_history(3)
+    history = account.history()
     assert [(c["direction"], c["peer"], c["status"]) for c in history] == [
         ("outgoing", "Python", "answered"), ("outgoing", "Python", "rejected"), ("incoming", "Python", "answered")]
 

@@ -48,9 +48,9 @@ async def test_unanswered_call_times_out_as_missed(short_server: Server, connect
     assert (await dave.next("incoming-call"))["callerCallId"] == eve_id
 
     summary = [(c["direction"], c["peer"], c["status"], c["durationSeconds"])
-               for c in await bob_account.wait_history(1) + await carol_account.wait_history(1)]
+               for c in bob_account.history() + carol_account.history()]
     assert summary == [("outgoing", "Carol", "missed", None), ("incoming", "Bob", "missed", None)]
-    assert [(c["direction"], c["peer"], c["status"]) for c in await dave_account.wait_history(1)] == [
+    assert [(c["direction"], c["peer"], c["status"]) for c in dave_account.history()] == [
         ("outgoing", "Eve", "missed")]
 
 
