@@ -219,19 +219,31 @@ def server_config(log_level: str) -> dict[str, Any]:
 
 
 class Server:
-    """``python -m opencall serve --config FILE`` in ``workdir``."""
+    """A server under test in ``workdir``: ``python -m opencall serve --config FILE`` or an anchor."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, command: list[str], port: int) -> None:
         self.workdir = workdir
-        self.config = config
-        self.config_path = workdir / "opencall.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.command = command
+        self.port = port
         self.output = workdir / "server-output.txt"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def opencall(cls, workdir: Path, log_level: str) -> Server:
+        config = server_config(log_level)
+        path = workdir / "opencall.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return cls(workdir, ["-m", "opencall", "serve", "--config", str(path)], config["server"]["port"])
+
+    @classmethod
+    def anchor(cls, workdir: Path, kind: str) -> Server:
+        port = free_port()
+        return cls(workdir, [str(REPO / "bench" / "stack_floor.py"), "--port", str(port),
+                             *(["--stock"] if kind == "stock" else [])], port)
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.config['server']['port']}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -243,8 +255,8 @@ class Server:
         env.pop("OPENCALL_CONFIG", None)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         with self.output.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "opencall", "serve", "--config", str(self.config_path)],
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our module or script
+                [sys.executable, *self.command],
                 cwd=self.workdir, stdout=out, stderr=out, env=env,
             )
         deadline = time.monotonic() + READY_TIMEOUT
@@ -664,97 +676,132 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
 
+TARGET_NAMES = {"opencall": "OpenCall", "floor": "stack floor", "stock": "stock python-socketio"}
+
+
+class Target:
+    """One server under test with its own client workers, connected and registered."""
+
+    def __init__(self, kind: str, server: Server, args: argparse.Namespace) -> None:
+        self.kind, self.name, self.server, self.args = kind, TARGET_NAMES[kind], server, args
+        self.pairs = args.clients // 2
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.conns: list[Connection] = []
+        self.shares = [self.pairs // args.workers + (1 if i < self.pairs % args.workers else 0)
+                       for i in range(args.workers)]
+        self.report: dict[str, Any] = {"target": kind, "name": self.name, "clients": 0, "phases": []}
+        self.stats: ProcStats | None = None
+
+    def start(self, deadline: Deadline) -> None:
+        self.server.start()
+        self.stats = ProcStats(self.server.pid)
+        print(f"[{self.name}] server pid {self.server.pid} at {self.server.url}", flush=True)
+        self.report["rss_start_kb"] = self.stats.rss_kb()[0]
+        options = {"ice": self.args.ice, "op_timeout": self.args.op_timeout, "uvloop": not self.args.no_uvloop,
+                   "connect_concurrency": self.args.connect_concurrency}
+        ctx = multiprocessing.get_context("spawn")
+        for i, share in enumerate(self.shares):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(i, self.server.url, share, options, child), daemon=True)
+            proc.start()
+            self.procs.append(proc)
+            self.conns.append(parent)
+        ready = receive(self.conns, deadline, "ready")
+        connected = sum(r["connected"] for r in ready)
+        self.report["clients"] = connected
+        self.report["connect_seconds"] = max(r["seconds"] for r in ready)
+        errors: collections.Counter[str] = collections.Counter()
+        for r in ready:
+            errors.update(r["errors"])
+        self.report["connect_errors"] = dict(errors)
+        time.sleep(1.0)
+        self.report["rss_connected_kb"] = self.stats.rss_kb()[0]
+        print(f"[{self.name}] {connected}/{2 * self.pairs} clients connected and registered in "
+              f"{self.report['connect_seconds']:.1f} s{'' if not errors else f' (errors: {dict(errors)})'}; "
+              f"server RSS {mib(self.report['rss_connected_kb'])} MiB", flush=True)
+        if connected < self.args.clients * 0.99:
+            raise RuntimeError(f"{self.name}: only {connected} clients connected")
+
+    def run_phase(self, phase: Phase, deadline: Deadline, profile: str | None) -> None:
+        assert self.stats is not None
+        args = self.args
+        profiler = start_profiler(profile, self.server.pid, args.duration) if profile else None
+        start = time.monotonic() + 0.5
+        spec = {"mode": phase.mode, "rate": phase.rate, "workers": args.workers, "start": start,
+                "duration": args.duration}
+        in_flight = min(phase.concurrency, self.pairs)
+        for i, conn in enumerate(self.conns):
+            share = in_flight // args.workers + (1 if i < in_flight % args.workers else 0)
+            conn.send(("phase", {**spec, "concurrency": min(share, self.shares[i])}))
+        while time.monotonic() < start:
+            time.sleep(0.01)
+        load = [ProcStats(os.getpid())] + [ProcStats(p.pid) for p in self.procs if p.pid is not None]
+        monitor = PhaseMonitor(self.stats, load, start + args.duration)
+        results = receive(self.conns, deadline, "result", tick=monitor.sample)
+        monitor.close_window()
+        if profiler is not None:
+            profiler.wait(timeout=max(1.0, deadline.left()))
+        self.report["phases"].append(summarize(phase, args, results, monitor))
+        print(f"[{self.name}] ", end="")
+        print_phase(self.report["phases"][-1], flush=True)
+
+    def finish(self, deadline: Deadline) -> None:
+        assert self.stats is not None
+        rss_now, rss_hwm = self.stats.rss_kb()
+        self.report["rss_end_kb"], self.report["rss_peak_kb"] = rss_now, rss_hwm
+        self.report["server_cpu_total"] = sum(self.stats.cpu_seconds())
+        for conn in self.conns:
+            conn.send(("close", None))
+        receive(self.conns, deadline, "closed")
+
+    def stop(self) -> None:
+        for worker in self.procs:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(timeout=5)
+        self.server.stop()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start OpenCall and the anchors, then run each phase on each of them in turn (same machine, same minutes)."""
     deadline = Deadline(args.timeout)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    pairs = args.clients // 2
-    concurrency = min(args.concurrency or pairs, pairs)
+    concurrency = min(args.concurrency or args.clients // 2, args.clients // 2)
     phases = parse_rates(args.rates, concurrency)
     workdir = Path(tempfile.mkdtemp(prefix="opencall-bench-"))
-    server = Server(workdir, server_config(args.log_level))
-    ctx = multiprocessing.get_context("spawn")
-    procs: list[multiprocessing.process.BaseProcess] = []
-    conns: list[Connection] = []
-    report: dict[str, Any] = {"command": " ".join([Path(sys.executable).as_posix(), *sys.argv]),
-                              "clients": 0, "phases": []}
-    profiler: subprocess.Popen[bytes] | None = None
+    report: dict[str, Any] = {"command": " ".join([Path(sys.executable).as_posix(), *sys.argv]), "targets": []}
     before = machine_busy()
     time.sleep(2.0)
     after = machine_busy()
     report["background_cpus"] = (after[0] - before[0]) / max(1.0, after[1] - before[1]) * (os.cpu_count() or 1)
     print(f"background load before the run: {report['background_cpus']:.2f} of {os.cpu_count()} CPUs busy",
           flush=True)
+    targets: list[Target] = []
+    for kind in ["opencall", *args.anchors]:
+        folder = workdir / kind
+        folder.mkdir()
+        server = Server.opencall(folder, args.log_level) if kind == "opencall" else Server.anchor(folder, kind)
+        targets.append(Target(kind, server, args))
+    print(f"work dir {workdir}", flush=True)
     try:
-        server.start()
-        stats = ProcStats(server.pid)
-        print(f"server pid {server.pid} at {server.url}, work dir {workdir}", flush=True)
-        report["rss_start_kb"] = stats.rss_kb()[0]
-        options = {"ice": args.ice, "op_timeout": args.op_timeout, "uvloop": not args.no_uvloop,
-                   "connect_concurrency": args.connect_concurrency}
-        shares = [pairs // args.workers + (1 if i < pairs % args.workers else 0) for i in range(args.workers)]
-        for i, share in enumerate(shares):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(i, server.url, share, options, child), daemon=True)
-            proc.start()
-            procs.append(proc)
-            conns.append(parent)
-        ready = receive(conns, deadline, "ready")
-        connected = sum(r["connected"] for r in ready)
-        report["clients"] = connected
-        report["connect_seconds"] = max(r["seconds"] for r in ready)
-        connect_errors: collections.Counter[str] = collections.Counter()
-        for r in ready:
-            connect_errors.update(r["errors"])
-        report["connect_errors"] = dict(connect_errors)
-        time.sleep(1.0)
-        report["rss_connected_kb"] = stats.rss_kb()[0]
-        print(f"{connected}/{2 * pairs} clients connected and registered in {report['connect_seconds']:.1f} s"
-              f"{'' if not connect_errors else f' (errors: {dict(connect_errors)})'}; "
-              f"server RSS {mib(report['rss_connected_kb'])} MiB", flush=True)
-        if connected < args.clients * 0.99:
-            raise RuntimeError(f"only {connected} clients connected")
-
+        for target in targets:
+            target.start(deadline)
         for number, phase in enumerate(phases):
-            if number:
-                time.sleep(args.pause)
-            if args.py_spy and number == 0:
-                profiler = start_profiler(args.py_spy, server.pid, args.duration)
-            start = time.monotonic() + 0.5
-            spec = {"mode": phase.mode, "rate": phase.rate, "workers": args.workers, "start": start,
-                    "duration": args.duration}
-            in_flight = min(phase.concurrency, pairs)
-            for i, conn in enumerate(conns):
-                share = in_flight // args.workers + (1 if i < in_flight % args.workers else 0)
-                conn.send(("phase", {**spec, "concurrency": min(share, shares[i])}))
-            while time.monotonic() < start:
-                time.sleep(0.01)
-            load = [ProcStats(os.getpid())] + [ProcStats(p.pid) for p in procs if p.pid is not None]
-            monitor = PhaseMonitor(stats, load, start + args.duration)
-            results = receive(conns, deadline, "result", tick=monitor.sample)
-            monitor.close_window()
-            if profiler is not None:
-                profiler.wait(timeout=max(1.0, deadline.left()))
-                profiler = None
-            report["phases"].append(summarize(phase, args, results, monitor))
-            print_phase(report["phases"][-1], flush=True)
-        rss_now, rss_hwm = stats.rss_kb()
-        report["rss_end_kb"], report["rss_peak_kb"] = rss_now, rss_hwm
-        report["server_cpu_total"] = sum(stats.cpu_seconds())
-        for conn in conns:
-            conn.send(("close", None))
-        receive(conns, deadline, "closed")
+            for target in targets:
+                if number or target is not targets[0]:
+                    time.sleep(args.pause)
+                profile = args.py_spy if number == 0 and target.kind == "opencall" else None
+                target.run_phase(phase, deadline, profile)
+        for target in targets:
+            target.finish(deadline)
+            report["targets"].append(target.report)
         return report
     finally:
-        if profiler is not None and profiler.poll() is None:
-            profiler.terminate()
-        for worker in procs:
-            worker.join(timeout=5)
-            if worker.is_alive():
-                worker.terminate()
-                worker.join(timeout=5)
-        server.stop()
+        for target in targets:
+            target.stop()
         if args.keep:
             print(f"kept {workdir}")
         else:
@@ -824,24 +871,45 @@ def print_phase(p: dict[str, Any], flush: bool = False) -> None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    rows = [
-        "| Load | Setups/s | p50 setup | p99 setup | max | Cycles done | Errors / timeouts | Server CPU "
-        "| Server RSS peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for p in report["phases"]:
-        rows.append(
-            f"| {p['phase']} | {p['setups_per_s']:.0f} | {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms "
-            f"| {p['max_ms']:.0f} ms | {p['completed']} | {p['errors']} | {p['server_cpu_s']:.1f} s "
-            f"({p['server_cpu_pct']:.0f}% of a core) | {mib(p['rss_peak_kb'])} MiB |"
-        )
-    rows.append("")
-    rows.append(f"Server RSS: {mib(report['rss_start_kb'])} MiB at start, {mib(report['rss_connected_kb'])} MiB "
-                f"with {report['clients']} clients connected, peak (VmHWM) {mib(report['rss_peak_kb'])} MiB, "
-                f"{mib(report['rss_end_kb'])} MiB at the end. Server CPU over the whole run: "
-                f"{report['server_cpu_total']:.1f} s. Background load (other processes) before the run: "
-                f"{report['background_cpus']:.2f} of {os.cpu_count()} CPUs.")
-    return "\n".join(rows)
+    out = []
+    for target in report["targets"]:
+        out += [f"{target['name']}:", "",
+                "| Load | Setups/s | p50 setup | p99 setup | max | Cycles done | Errors / timeouts | Server CPU "
+                "| CPU per cycle | Server RSS peak |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for p in target["phases"]:
+            out.append(
+                f"| {p['phase']} | {p['setups_per_s']:.0f} | {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms "
+                f"| {p['max_ms']:.0f} ms | {p['completed']} | {p['errors']} | {p['server_cpu_s']:.1f} s "
+                f"({p['server_cpu_pct']:.0f}% of a core) | {cpu_per_cycle(p)} | {mib(p['rss_peak_kb'])} MiB |")
+        out += ["", f"Server RSS: {mib(target['rss_start_kb'])} MiB at start, {mib(target['rss_connected_kb'])} MiB "
+                f"with {target['clients']} clients connected, peak (VmHWM) {mib(target['rss_peak_kb'])} MiB, "
+                f"{mib(target['rss_end_kb'])} MiB at the end. Server CPU over the whole run: "
+                f"{target['server_cpu_total']:.1f} s.", ""]
+    if len(report["targets"]) > 1:
+        ours, anchors = report["targets"][0], report["targets"][1:]
+        out += ["Server CPU per completed cycle, OpenCall / anchor, phase by phase:", "",
+                "| Load | " + " | ".join(f"/ {a['name']}" for a in anchors) + " |",
+                "|---|" + "---:|" * len(anchors)]
+        for number, p in enumerate(ours["phases"]):
+            cells = []
+            for anchor in anchors:
+                q = anchor["phases"][number]
+                cells.append(f"{per_cycle(p) / per_cycle(q):.2f}" if per_cycle(q) else "-")
+            out.append(f"| {p['phase']} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append(f"Background load (other processes) before the run: {report['background_cpus']:.2f} of "
+               f"{os.cpu_count()} CPUs.")
+    return "\n".join(out)
+
+
+def per_cycle(phase: dict[str, Any]) -> float:
+    """Server CPU seconds per completed cycle in a phase (0 if none completed)."""
+    return float(phase["server_cpu_s"] / phase["completed"]) if phase["completed"] else 0.0
+
+
+def cpu_per_cycle(phase: dict[str, Any]) -> str:
+    return f"{per_cycle(phase) * 1000:.2f} ms" if phase["completed"] else "-"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -872,11 +940,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--py-spy", metavar="FILE",
                         help="record the server with py-spy during the first phase (.svg: flame graph, "
                              "otherwise collapsed stacks)")
+    parser.add_argument("--anchors", default="",
+                        help="comma-separated anchors run side by side with OpenCall, phase by phase: 'floor' "
+                             "(bench/stack_floor.py: python-socketio on Sanic with OpenCall's settings, no "
+                             "OpenCall code) and/or 'stock' (the same with python-socketio's defaults)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the server's work dir (config, logs, db)")
     args = parser.parse_args(argv)
     if args.clients < 2 or args.workers < 1 or args.duration <= 0 or args.ice < 0:
         parser.error("need --clients >= 2, --workers >= 1, --duration > 0, --ice >= 0")
+    args.anchors = [a.strip() for a in args.anchors.split(",") if a.strip()]
+    if any(a not in ("floor", "stock") for a in args.anchors) or len(set(args.anchors)) < len(args.anchors):
+        parser.error("--anchors: floor and/or stock, each once")
     try:
         parse_rates(args.rates, 1)
     except (ValueError, argparse.ArgumentTypeError) as exc:

@@ -140,3 +140,13 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
             except TimeoutError:
                 log.info("shutdown: some clients did not collect their close packet within %ss", CLOSE_GRACE)
         await sio.shutdown()
+
+    @app.after_server_stop
+    async def cancel_pings(app: Sanic) -> None:
+        # engine.io leaves each closed socket's next ping asleep (up to ping_interval); cancelled here, they do
+        # not end up as "Task was destroyed but it is pending!" errors when the loop closes.
+        pings = [task for task in asyncio.all_tasks()
+                 if getattr(task.get_coro(), "__qualname__", "") == "AsyncSocket._send_ping"]
+        for task in pings:
+            task.cancel()
+        await asyncio.gather(*pings, return_exceptions=True)

@@ -50,3 +50,19 @@ async def test_stop_does_not_hang_on_a_polling_client_that_went_away(
         ("outgoing", "Phone", "missed"), ("outgoing", "Phone", "answered")]
     again = await connect_ws(srv, "bob-again", headers=bob_account.cookie_header)
     assert await again.register() == bob_id
+
+
+async def test_stop_after_clients_left_logs_no_errors(make_server: Callable[..., Server],
+                                                      connect_ws: Connector) -> None:
+    """Sockets that closed leave engine.io's next ping asleep; stopping must not report them as destroyed tasks."""
+    srv = make_server()
+    peers = [await connect_ws(srv, f"peer-{n}") for n in range(5)]
+    for peer in peers:
+        await peer.register()
+    for peer in peers[:3]:
+        await peer.close()  # left before the stop
+    await asyncio.to_thread(srv.stop)
+    log = srv.log_file.read_text()
+    assert "Server Stopped" in log, log[-2000:]
+    assert "Task was destroyed" not in log, log[-4000:]
+    assert " ERROR " not in log, log[-4000:]
