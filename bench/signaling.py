@@ -11,10 +11,12 @@ websocket transport, register them and pair them up. Each phase then runs call c
 A phase is either open-loop at a target rate (new cycles are started on a fixed schedule, whatever the
 server's latency) or closed-loop ``max`` (a fixed number of cycles in flight, each followed at once by the
 next). The server's RSS (``VmRSS``/``VmHWM``) and CPU (``utime+stime``) are read from ``/proc/<pid>``.
+``--anchors`` runs the same phases, in turn with OpenCall's, against bench/stack_floor.py (the stack without
+OpenCall), each with its own clients.
 
 Example (the figures in docs/benchmarks.md)::
 
-    /tmp/v1/bin/python bench/signaling.py --clients 1000 --rates 50,80,100,150,200,max@4,max@20 --duration 20
+    python bench/signaling.py --clients 1000 --rates 50,100,150,200,max@4,max@20 --duration 20 --anchors floor,stock
 """
 
 from __future__ import annotations
