@@ -183,6 +183,14 @@ class Signaling:
                                 notify=[p for p in call.parties() if p is not peer])
         self.registry.disconnect(sid)
 
+    async def end_all_calls(self) -> None:
+        """The server is stopping: record every live call as it stands (answered, else missed) without telling
+        anyone, so that each party learns from its lost connection rather than from a ``call-ended`` saying the
+        other side hung up."""
+        calls = {id(call): call for peer in self.registry.peers.values() if (call := self._call_of(peer))}
+        for call in calls.values():
+            await self._end(call, "answered" if call.state == "active" else "missed", notify=[])
+
     async def key_rotated(self, user_id: int) -> None:
         """Disconnect the sockets of ``user_id`` that authenticated with an API key (now invalid)."""
         for peer in self.registry.sockets_of_user(user_id):

@@ -131,9 +131,11 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
 
     @app.before_server_stop
     async def close_sockets(app: Sanic) -> None:
+        # Calls in progress are recorded as they stand; their parties learn of the stop from the lost connection.
+        await signaling.end_all_calls()
         # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls). Closing waits for
         # each client to collect its CLOSE packet, which a polling client that went away between two polls
-        # never does: every socket has had its disconnect handled (calls ended) before that wait, so bound it.
+        # never does: every socket has had its disconnect handled before that wait, so bound it.
         if sio.eio.sockets:
             try:
                 await asyncio.wait_for(sio.eio.disconnect(), CLOSE_GRACE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -66,3 +67,37 @@ async def test_stop_after_clients_left_logs_no_errors(make_server: Callable[...,
     assert "Server Stopped" in log, log[-2000:]
     assert "Task was destroyed" not in log, log[-4000:]
     assert " ERROR " not in log, log[-4000:]
+
+
+async def test_stop_mid_call_disconnects_without_call_ended(make_server: Callable[..., Server],
+                                                            connect_ws: Connector) -> None:
+    """Neither party is told the other hung up: they learn of the stop from the lost connection (api.md's
+    "Lost the connection to the server"); the call is recorded as answered, and a ringing one as missed."""
+    srv = make_server()
+    alice_account = new_account(srv)
+    alice = await connect_ws(srv, "alice", auth=alice_account.auth)
+    bob = await connect_ws(srv, "bob")
+    carol = await connect_ws(srv, "carol")
+    dave = await connect_ws(srv, "dave")
+    for peer in (alice, bob, carol, dave):
+        await peer.register()
+    await alice.emit("call", {"targetCallId": bob.call_id, "offer": offer()})
+    await bob.next("incoming-call")
+    await bob.emit("answer", {"targetCallId": alice.call_id, "answer": answer()})
+    await alice.next("call-answered")
+    await carol.emit("call", {"targetCallId": dave.call_id, "offer": offer()})
+    await dave.next("incoming-call")  # still ringing when the server stops
+
+    await asyncio.to_thread(srv.stop)
+    for peer in (alice, bob, carol, dave):
+        await asyncio.wait_for(peer.disconnected.wait(), 5)
+        peer.assert_quiet("call-ended", "call-error")
+
+    await asyncio.to_thread(srv.start)
+    assert [(c["direction"], c["status"]) for c in alice_account.history()] == [("outgoing", "answered")]
+    connection = sqlite3.connect(srv.data_dir / "opencall.db", timeout=10)
+    try:
+        statuses = sorted(row[0] for row in connection.execute("SELECT status FROM calls"))
+    finally:
+        connection.close()
+    assert statuses == ["answered", "missed"]
