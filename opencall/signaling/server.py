@@ -131,17 +131,11 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
 
     @app.before_server_stop
     async def close_sockets(app: Sanic) -> None:
-        # Calls in progress are recorded as they stand; their parties learn of the stop from the lost connection.
-        await signaling.end_all_calls()
-        # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls). Closing waits for
-        # each client to collect its CLOSE packet, which a polling client that went away between two polls
-        # never does: every socket has had its disconnect handled before that wait, so bound it.
-        if sio.eio.sockets:
-            try:
-                await asyncio.wait_for(sio.eio.disconnect(), CLOSE_GRACE)
-            except TimeoutError:
-                log.info("shutdown: some clients did not collect their close packet within %ss", CLOSE_GRACE)
-        await sio.shutdown()
+        # A failure here must not keep the later listeners (the database's close among them) from running.
+        try:
+            await _close_sockets(sio, signaling)
+        except Exception:
+            log.exception("shutdown: closing the sockets failed")
 
     @app.after_server_stop
     async def cancel_pings(app: Sanic) -> None:
@@ -152,3 +146,21 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
         for task in pings:
             task.cancel()
         await asyncio.gather(*pings, return_exceptions=True)
+
+
+async def _close_sockets(sio: socketio.AsyncServer, signaling: Signaling) -> None:
+    """Record the calls in progress, then close every socket and stop Socket.IO's background work."""
+    # Calls in progress are recorded as they stand; their parties learn of the stop from the lost connection.
+    await signaling.end_all_calls()
+    # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls). Closing waits for each
+    # client to collect its CLOSE packet, which a polling client that went away between two polls never does:
+    # every socket has had its disconnect handled before that wait, so bound it. One sid at a time rather than
+    # eio.disconnect(), which fails when the last sockets close by themselves between its scheduling and its
+    # start (asyncio.wait of nothing).
+    closing = [sio.eio.disconnect(sid) for sid in list(sio.eio.sockets)]
+    if closing:
+        try:
+            await asyncio.wait_for(asyncio.gather(*closing), CLOSE_GRACE)
+        except TimeoutError:
+            log.info("shutdown: some clients did not collect their close packet within %ss", CLOSE_GRACE)
+    await sio.shutdown()
