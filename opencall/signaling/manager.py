@@ -14,8 +14,9 @@ class DirectManager(socketio.AsyncManager):
 
     python-socketio's own emit starts a task per recipient and waits for them with ``asyncio.wait``, to send
     to many sockets at once. Queueing a packet on an engine.io socket never blocks, so awaiting each recipient in
-    turn sends the same bytes in the same order with neither: on the relay path of a call (one recipient per
-    message) that task and wait were about a third of the server's CPU per message (docs/benchmarks.md).
+    turn sends the same bytes in the same order with neither. With handlers run in the receive loop
+    (``async_handlers=False``), it takes 5-18% off the stack's CPU per call cycle below saturation and about a
+    third under overload (bench/signaling.py's anchors, docs/benchmarks.md).
     Emits that ask for an acknowledgement keep python-socketio's path, which numbers each recipient's packet.
     """
 
