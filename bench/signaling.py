@@ -240,8 +240,8 @@ class Server:
     @classmethod
     def anchor(cls, workdir: Path, kind: str) -> Server:
         port = free_port()
-        return cls(workdir, [str(REPO / "bench" / "stack_floor.py"), "--port", str(port),
-                             *(["--stock"] if kind == "stock" else [])], port)
+        return cls(workdir, [str(REPO / "bench" / "stack_floor.py"), "--port", str(port), *ANCHOR_FLAGS[kind]],
+                   port)
 
     @property
     def url(self) -> str:
@@ -678,7 +678,9 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
 
-TARGET_NAMES = {"opencall": "OpenCall", "floor": "stack floor", "stock": "stock python-socketio"}
+TARGET_NAMES = {"opencall": "OpenCall", "floor": "stack floor", "stock": "stock python-socketio",
+                "lean": "stack floor, Sanic recv without its task"}
+ANCHOR_FLAGS = {"floor": [], "stock": ["--stock"], "lean": ["--lean-recv"]}
 
 
 class Target:
@@ -945,15 +947,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--anchors", default="",
                         help="comma-separated anchors run side by side with OpenCall, phase by phase: 'floor' "
                              "(bench/stack_floor.py: python-socketio on Sanic with OpenCall's settings, no "
-                             "OpenCall code) and/or 'stock' (the same with python-socketio's defaults)")
+                             "OpenCall code), 'stock' (the same with python-socketio's defaults), 'lean' (the "
+                             "floor with Sanic's websocket recv patched to skip its per-message task)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the server's work dir (config, logs, db)")
     args = parser.parse_args(argv)
     if args.clients < 2 or args.workers < 1 or args.duration <= 0 or args.ice < 0:
         parser.error("need --clients >= 2, --workers >= 1, --duration > 0, --ice >= 0")
     args.anchors = [a.strip() for a in args.anchors.split(",") if a.strip()]
-    if any(a not in ("floor", "stock") for a in args.anchors) or len(set(args.anchors)) < len(args.anchors):
-        parser.error("--anchors: floor and/or stock, each once")
+    if any(a not in ANCHOR_FLAGS for a in args.anchors) or len(set(args.anchors)) < len(args.anchors):
+        parser.error(f"--anchors: any of {', '.join(ANCHOR_FLAGS)}, each once")
     try:
         parse_rates(args.rates, 1)
     except (ValueError, argparse.ArgumentTypeError) as exc:

@@ -8,7 +8,9 @@ What it costs per cycle is the floor of the stack OpenCall is built on; OpenCall
 
 ``--stock`` runs python-socketio as it comes (a task per event, a task per recipient of an emit); by default it
 uses the same settings as OpenCall's server (opencall/signaling/server.py): the DirectManager and handlers run
-in the socket's receive loop.
+in the socket's receive loop. ``--lean-recv`` measures what Sanic's websocket receive path costs: it replaces
+``WebsocketImplProtocol.recv`` (a task, a future and ``asyncio.wait`` per message) with a plain await of the
+frame assembler, dropping recv's cancellation on close. A measurement only: OpenCall never patches Sanic.
 """
 
 from __future__ import annotations
@@ -78,11 +80,20 @@ def make_app(stock: bool) -> Sanic:
     return app
 
 
+async def _lean_recv(self: Any, timeout: float | None = None) -> Any:
+    return await self.assembler.get(timeout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
     parser.add_argument("--stock", action="store_true", help="python-socketio's own defaults")
+    parser.add_argument("--lean-recv", action="store_true", help="Sanic's websocket recv without its task")
     args = parser.parse_args()
+    if args.lean_recv:
+        from sanic.server.websockets.impl import WebsocketImplProtocol
+
+        WebsocketImplProtocol.recv = _lean_recv  # type: ignore[method-assign]
     make_app(args.stock).run(host="127.0.0.1", port=args.port, single_process=True, access_log=False,
                              motd=False)
 
