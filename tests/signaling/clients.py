@@ -332,25 +332,24 @@ class Account:
 
     def stored_calls(self) -> int:
         """How many finished calls of this account are in the server's database."""
-        connection = sqlite3.connect(self.server.data_dir / "opencall.db", timeout=10)
-        try:
-            row = connection.execute(
-                "SELECT COUNT(*) FROM calls WHERE caller_id = (SELECT id FROM users WHERE username_key = ?)"
-                " OR callee_id = (SELECT id FROM users WHERE username_key = ?)",
-                (self.username.lower(), self.username.lower())).fetchone()
-        finally:
-            connection.close()
-        return int(row[0])
+        name = self.username.lower()
+        rows = query_db(self.server, "SELECT COUNT(*) FROM calls WHERE caller_id = (SELECT id FROM users WHERE "
+                        "username_key = ?) OR callee_id = (SELECT id FROM users WHERE username_key = ?)", (name, name))
+        return int(rows[0][0])
 
     def stored_call_id(self) -> str | None:
         """The permanent Call ID as stored in the server's database."""
-        connection = sqlite3.connect(self.server.data_dir / "opencall.db", timeout=10)
-        try:
-            row = connection.execute("SELECT call_id FROM users WHERE username_key = ?",
-                                     (self.username.lower(),)).fetchone()
-        finally:
-            connection.close()
-        return row[0] if row else None
+        rows = query_db(self.server, "SELECT call_id FROM users WHERE username_key = ?", (self.username.lower(),))
+        return rows[0][0] if rows else None
+
+
+def query_db(server: Server, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows straight from the server's SQLite database, as the server wrote them."""
+    connection = sqlite3.connect(server.data_dir / "opencall.db", timeout=10)
+    try:
+        return connection.execute(sql, params).fetchall()
+    finally:
+        connection.close()
 
 
 def new_account(server: Server, username: str | None = None) -> Account:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
-
-from tests.signaling.clients import CALL_ID_RE, new_account, offer
+from tests.signaling.clients import CALL_ID_RE, new_account, offer, query_db
 from tests.signaling.conftest import Connector
 from tests.support import Server
 
@@ -54,10 +51,8 @@ async def test_an_account_keeps_one_permanent_call_id(server: Server, connect: C
     anonymous = await connect(server, "anon")
     assert len({call_id, bob_id, await anonymous.register()}) == 3
     assert (alice.stored_call_id(), bob.stored_call_id()) == (call_id, bob_id)
-    with closing(sqlite3.connect(server.data_dir / "opencall.db", timeout=10)) as db:
-        duplicates = db.execute("SELECT call_id FROM users WHERE call_id IS NOT NULL "
-                                "GROUP BY call_id HAVING COUNT(*) > 1").fetchall()
-    assert duplicates == []
+    assert query_db(server, "SELECT call_id FROM users WHERE call_id IS NOT NULL "
+                    "GROUP BY call_id HAVING COUNT(*) > 1") == []
 
     # A caller reaches every socket of the account under that one ID.
     caller = await connect(server, "caller")

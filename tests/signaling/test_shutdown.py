@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable
 
-from tests.signaling.clients import RawPolling, answer, new_account, offer
+from tests.signaling.clients import RawPolling, answer, new_account, offer, query_db
 from tests.signaling.conftest import Connector
 from tests.support import Server
 
@@ -95,9 +94,4 @@ async def test_stop_mid_call_disconnects_without_call_ended(make_server: Callabl
 
     await asyncio.to_thread(srv.start)
     assert [(c["direction"], c["status"]) for c in alice_account.history()] == [("outgoing", "answered")]
-    connection = sqlite3.connect(srv.data_dir / "opencall.db", timeout=10)
-    try:
-        statuses = sorted(row[0] for row in connection.execute("SELECT status FROM calls"))
-    finally:
-        connection.close()
-    assert statuses == ["answered", "missed"]
+    assert sorted(row[0] for row in query_db(srv, "SELECT status FROM calls")) == ["answered", "missed"]
