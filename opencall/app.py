@@ -16,8 +16,8 @@ from opencall.appliance import install as install_appliance
 from opencall.config import Config, RateLimits
 from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
-from opencall.netinfo import primary_lan_address, url_host
-from opencall.relay import relay_config
+from opencall.netinfo import url_host
+from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
 from opencall.services.accounts import Accounts
 from opencall.services.call_log import CallRecorder
 from opencall.services.callids import permanent_call_id
@@ -73,19 +73,13 @@ class AppServices:
     call_log: CallRecorder
 
 
-def advertised_host(config: Config) -> str:
-    """``turn.advertise``, with ``auto`` resolved to this host's primary LAN address."""
-    advertise = config.turn.advertise
-    return primary_lan_address() if advertise == "auto" else advertise
-
-
-def build_services(config: Config, presence: Presence, advertised: str) -> AppServices:
+def build_services(config: Config, presence: Presence, advertised: tuple[str, ...]) -> AppServices:
     """Make the services from the config; key material is created in data_dir on first start."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     turn = config.turn
     ice_plan = IcePlan(
         enabled=turn.enabled,
-        host=url_host(advertised),
+        hosts=tuple(url_host(host) for host in advertised),
         port=turn.port,
         tls_port=turn.tls_port if config.tls_enabled else None,
         secret=turn_secret(config.data_dir, turn.secret),
@@ -123,7 +117,8 @@ def create_app(config: Config) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
     registry = Registry()
-    advertised = advertised_host(config)
+    advertised = advertised_hosts(config)
+    relay_problem = loopback_problem(config, advertised)
     services = build_services(config, registry, advertised)
     app.ctx.services = services
     relay = None
@@ -178,7 +173,10 @@ def create_app(config: Config) -> Sanic:
         if relay is not None:
             await relay.start()
             monitor.attach(relay.counters.snapshot, running=lambda: relay.running)
-            log.info("relay listening on %s port %d", config.turn.listen, config.turn.port)
+            log.info("relay listening on %s port %d, advertised as %s", config.turn.listen, config.turn.port,
+                     ", ".join(advertised))
+            if relay_problem is not None:
+                log.warning("%s. Fix: %s", relay_problem, LOOPBACK_FIX)
 
     @app.after_server_stop
     async def stop_relay(app: Sanic) -> None:
@@ -187,5 +185,6 @@ def create_app(config: Config) -> Sanic:
             await relay.stop()
 
     # Its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
-    monitor = install_appliance(app, config, registry, services.limits, signaling.call_limiter)
+    monitor = install_appliance(app, config, registry, services.limits, signaling.call_limiter,
+                                relay_loopback_only=relay_problem is not None)
     return app

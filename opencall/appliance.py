@@ -31,12 +31,13 @@ log = logging.getLogger("opencall")
 
 
 def install(app: Sanic, config: Config, registry: Registry, limits: DataclassInstance,
-            call_limiter: RateLimiter | None = None) -> RelayMonitor:
+            call_limiter: RateLimiter | None = None, relay_loopback_only: bool = False) -> RelayMonitor:
     """Wire the operator endpoints and lifecycle hooks into ``app``; returns the relay monitor to attach to.
 
-    ``limits`` is the app's dataclass of named :class:`RateLimiter` (``app.Limits``).
+    ``limits`` is the app's dataclass of named :class:`RateLimiter` (``app.Limits``);
+    ``relay_loopback_only`` makes /healthz report the relay as ``loopback only`` (503).
     """
-    monitor = RelayMonitor(config.turn.enabled)
+    monitor = RelayMonitor(config.turn.enabled, loopback_only=relay_loopback_only)
     limiters = [(f.name, getattr(limits, f.name)) for f in fields(limits)]
     if call_limiter is not None:
         limiters.append(("calls_per_socket", call_limiter))

@@ -14,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-RelayState = Literal["ok", "off", "down", "not running"]
+RelayState = Literal["ok", "off", "down", "not running", "loopback only"]
 
 
 class RelayMonitor:
     """What the app knows about its relay: whether it is up, and its counters."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, loopback_only: bool = False) -> None:
+        """``loopback_only``: the relay is advertised on loopback only while serving the LAN
+        (:func:`opencall.relay.loopback_only`), so phones cannot reach it even while it runs."""
         self.enabled = enabled
+        self.loopback_only = loopback_only
         self._counters: Callable[[], Mapping[str, int]] | None = None
         self._running: Callable[[], bool] | None = None
 
@@ -35,13 +38,16 @@ class RelayMonitor:
 
     def state(self) -> RelayState:
         """``off`` when turn.enabled is false, ``ok`` when attached and running, ``down`` when attached but
-        not running, ``not running`` when enabled but never attached (or stopped)."""
+        not running, ``not running`` when enabled but never attached (or stopped), ``loopback only`` when it
+        runs but is advertised on loopback only."""
         if not self.enabled:
             return "off"
         if self._counters is None:
             return "not running"
         if self._running is not None and not self._running():
             return "down"
+        if self.loopback_only:
+            return "loopback only"
         return "ok"
 
     def counters(self) -> Mapping[str, int] | None:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 
 from opencall.config import Config
 from opencall.localca import LocalCA, certificate_names, host_names, renewal_reason
+from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem
 from opencall.services.secrets_store import TURN_SECRET_FILE
 from opencall.tls import extra_names
 
@@ -175,6 +176,26 @@ def check_certificate(config: Config, running: bool) -> list[Result]:
                               "the running server serves a different certificate than the file",
                               "" if same else "run: systemctl reload opencall (reloads the certificate)"))
     return results
+
+
+def check_advertise(config: Config, relay_state: str | None, advertised: tuple[str, ...] | None = None) -> Result:
+    """Phones can reach the relay: it is not advertised on loopback only while serving the LAN.
+
+    ``advertised`` is what ``turn.advertise`` resolves to (default: resolved now, on this host);
+    ``relay_state`` is the running server's /healthz relay field, when it runs.
+    """
+    if not config.turn.enabled:
+        return Result("relay address", True, "turn.enabled is false: nothing advertised")
+    hosts = advertised_hosts(config) if advertised is None else advertised
+    problem = loopback_problem(config, hosts)
+    if problem is not None:
+        return Result("relay address", False, problem, LOOPBACK_FIX)
+    if relay_state == "loopback only":
+        return Result("relay address", False,
+                      f"the running server advertises the relay on loopback only, but turn.advertise: "
+                      f"{config.turn.advertise} now gives {', '.join(hosts)} (the LAN came up after it started)",
+                      "restart the service: systemctl restart opencall")
+    return Result("relay address", True, f"advertised to phones as {', '.join(hosts)}")
 
 
 def turn_secret(config: Config) -> str | None:

@@ -12,6 +12,7 @@ from tortoise.migrations.executor import MigrationExecutor
 
 from opencall.commands.checks import (
     Result,
+    check_advertise,
     check_certificate,
     check_ports,
     local_host,
@@ -79,7 +80,7 @@ async def check_relay(config: Config, running: bool, relay_state: str | None = N
     except RelayProbeError as exc:
         if not running:
             fix = START_FIX
-        elif relay_state not in (None, "ok"):
+        elif relay_state not in (None, "ok", "loopback only"):
             fix = f"the running server's relay is not up (/healthz: relay {relay_state}); read journalctl -u opencall"
         elif "credentials" in str(exc):
             fix = "the running server uses another TURN secret: restart it after changing turn.secret"
@@ -117,6 +118,7 @@ def doctor(config: Config) -> int:
     results += check_ports(config, running)
     results += check_certificate(config, running)
     relay_state = str(health["relay"]) if health else None
+    results.append(check_advertise(config, relay_state))
     results += asyncio.run(_async_checks(config, running, relay_state))
     text, failed = report(results)
     print(text)

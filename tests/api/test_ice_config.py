@@ -8,6 +8,7 @@ import hmac
 import time
 from typing import Any
 
+from opencall.services.ice import IcePlan, ice_servers
 from tests.api.conftest import CONFIGURED_TURN_SECRET, EXTRA_ICE_SERVERS
 from tests.api.helpers import ANON_COOKIE, as_bearer
 from tests.support import Server, api_key, register
@@ -85,3 +86,21 @@ def test_turn_disabled_lists_only_extra_servers(make_server: Any) -> None:
     extra = [{"urls": "stun:stun.example.org:3478"}]
     disabled = make_server({"turn": {"enabled": False}, "ice": {"extra_servers": extra}})
     assert disabled.client().get("/api/ice-config").json() == {"iceServers": extra}
+
+
+def test_every_advertised_address_is_offered_first_address_first() -> None:
+    """A box with several LAN addresses (turn.advertise: auto): each one's entries, in the plan's order,
+    one credential pair for all, then the extra servers."""
+    plan = IcePlan(enabled=True, hosts=("192.168.50.2", "[fd42:50::2]"), port=3478, tls_port=5349,
+                   secret="two-address-secret", credential_ttl=600, extra_servers=tuple(EXTRA_ICE_SERVERS))
+    servers = ice_servers(plan, "alice")
+    first, second, extra = servers[:4], servers[4:8], servers[8:]
+    _check_relay_entries(first, "192.168.50.2", 3478, 5349, "two-address-secret", "alice", 600)
+    _check_relay_entries(second, "[fd42:50::2]", 3478, 5349, "two-address-secret", "alice", 600)
+    assert second[1]["username"] == first[1]["username"]
+    assert extra == EXTRA_ICE_SERVERS
+    no_tls = ice_servers(IcePlan(enabled=True, hosts=("192.168.50.2", "[fd42:50::2]"), port=3478, tls_port=None,
+                                 secret="s", credential_ttl=600, extra_servers=()), "bob")
+    assert [entry["urls"] for entry in no_tls] == [
+        "stun:192.168.50.2:3478", "turn:192.168.50.2:3478", "turn:192.168.50.2:3478?transport=tcp",
+        "stun:[fd42:50::2]:3478", "turn:[fd42:50::2]:3478", "turn:[fd42:50::2]:3478?transport=tcp"]

@@ -32,6 +32,8 @@ def test_health_report_rules() -> None:
     status, body = health_report("ok", "not running")
     assert (status, body["status"], body["relay"]) == (503, "down", "not running")
     assert health_report("timeout", "ok")[0] == 503
+    status, body = health_report("ok", "loopback only")
+    assert (status, body["status"], body["relay"]) == (503, "down", "loopback only")
 
 
 def test_healthz_with_the_relay_off(make_server: Callable[..., Server]) -> None:
@@ -146,3 +148,17 @@ def test_relay_counters_become_metrics_once_a_relay_is_attached() -> None:
     monitor.detach()
     assert monitor.state() == "not running"
     assert RelayMonitor(enabled=False).state() == "off"
+
+
+def test_a_relay_advertised_on_loopback_only_is_not_ok() -> None:
+    """Running, but phones are told to reach it on themselves: ``loopback only`` (503 in /healthz)."""
+    from opencall.relaymon import RelayMonitor
+
+    monitor = RelayMonitor(enabled=True, loopback_only=True)
+    assert monitor.state() == "not running"
+    running = True
+    monitor.attach(dict, running=lambda: running)
+    assert monitor.state() == "loopback only"
+    running = False
+    assert monitor.state() == "down"
+    assert RelayMonitor(enabled=False, loopback_only=True).state() == "off"
