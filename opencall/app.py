@@ -16,6 +16,7 @@ from opencall.appliance import install as install_appliance
 from opencall.config import Config, RateLimits
 from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
+from opencall.mdns import Announcement, Announcer
 from opencall.netinfo import url_host
 from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
 from opencall.services.accounts import Accounts
@@ -183,6 +184,19 @@ def create_app(config: Config) -> Sanic:
         if relay is not None:
             monitor.detach()
             await relay.stop()
+
+    # mDNS: <name>.local and the web app's service on the LAN, withdrawn (goodbye packets) before the server stops.
+    announcer = Announcer(Announcement.from_config(config)) if config.mdns.enabled else None
+
+    @app.after_server_start
+    async def start_mdns(app: Sanic) -> None:
+        if announcer is not None:
+            announcer.start()
+
+    @app.before_server_stop
+    async def stop_mdns(app: Sanic) -> None:
+        if announcer is not None:
+            await announcer.stop()
 
     # Its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
     monitor = install_appliance(app, config, registry, services.limits, signaling.call_limiter,

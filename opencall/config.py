@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -91,6 +92,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class MdnsConfig:
+    """``mdns``: announce ``<name>.local`` and an ``_https._tcp`` service on the LAN (multicast DNS)."""
+
+    enabled: bool = False  # off on a developer's machine; the .deb's installed config turns it on
+    name: str = "auto"  # auto = this host's name as a DNS label
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     data_dir: Path = Path("data")
@@ -104,6 +113,7 @@ class Config:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    mdns: MdnsConfig = field(default_factory=MdnsConfig)
     source: Path | None = None  # the file this was read from; None for the embedded defaults
 
     @property
@@ -117,6 +127,7 @@ class Config:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")  # RFC 1123 host name label, lower case
 
 # ---------------------------------------------------------------------------------------------------------
 # Value checkers: each takes (key, raw value) and returns the typed value or raises ConfigError.
@@ -270,6 +281,14 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def _mdns_name(key: str, value: Any) -> str:
+    text = value.lower() if isinstance(value, str) else value
+    if text == "auto" or (isinstance(text, str) and DNS_LABEL.match(text)):
+        return str(text)
+    raise _fail(key, f"must be auto or one DNS label (a-z, 0-9 and '-', at most 63 characters, "
+                     f"without .local), got {value!r}")
+
+
 def _path(key: str, value: Any) -> Path:
     return Path(_text(key, value))
 
@@ -313,6 +332,7 @@ METRICS_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "token": _optional(_token),
     "allow": _cidr_list(allow_auto=False),
 }
+MDNS_KEYS: dict[str, Callable[[str, Any], Any]] = {"enabled": _bool, "name": _mdns_name}
 SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     "server": (ServerConfig, SERVER_KEYS),
     "turn": (TurnConfig, TURN_KEYS),
@@ -320,6 +340,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     "rate_limits": (RateLimits, RATE_LIMIT_KEYS),
     "signaling": (SignalingConfig, SIGNALING_KEYS),
     "metrics": (MetricsConfig, METRICS_KEYS),
+    "mdns": (MdnsConfig, MDNS_KEYS),
 }
 TOP_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "data_dir": _path,

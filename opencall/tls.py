@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from opencall.config import Config, TlsConfig
 from opencall.localca import LocalCA, host_names
+from opencall.mdns import local_name
 
 log = logging.getLogger("opencall.tls")
 
@@ -34,6 +35,8 @@ def extra_names(config: Config) -> list[str]:
     for host in (config.server.host, config.turn.listen, config.turn.relay_ip):
         if host and not ipaddress.ip_address(host).is_unspecified:
             names.append(host)
+    if config.mdns.enabled:  # the name announced on the LAN (host_names has <hostname>.local already)
+        names.append(f"{local_name(config.mdns)}.local")
     if config.server.public_url:
         public_host = urlsplit(config.server.public_url).hostname
         if public_host:

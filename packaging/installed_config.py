@@ -15,16 +15,25 @@ HEADER = """\
 # Check them with:    opencall check-config --config /etc/opencall/opencall.yaml ; opencall doctor
 """
 PATHS = {"data_dir": "/var/lib/opencall", "log_file": "/var/log/opencall/opencall.log"}
+# Section keys whose installed value differs from the embedded default: (section, key) -> value.
+SECTION_VALUES = {("mdns", "enabled"): "true"}  # an appliance announces itself; a developer's checkout does not
 
 
 def installed(example: str) -> str:
-    """``example`` with data_dir and log_file pointing at the directories systemd gives the service."""
+    """``example`` with data_dir and log_file pointing at the directories systemd gives the service, and
+    mDNS turned on."""
     text = example
     for key, path in PATHS.items():
         pattern = re.compile(rf"^{key}:[ \t]*\S+", re.MULTILINE)
         text, count = pattern.subn(f"{key}: {path}", text)
         if count != 1:
             raise SystemExit(f"installed_config: no single top-level {key} line in the example")
+    for (section, key), value in SECTION_VALUES.items():
+        # The key's line inside the section: indented lines after "section:" up to the next top-level line.
+        pattern = re.compile(rf"^({section}:.*\n(?:[ \t]+.*\n|[ \t]*\n)*?[ \t]+{key}:[ \t]*)(\S+ *)", re.MULTILINE)
+        text, count = pattern.subn(lambda m, v=value: m[1] + v.ljust(len(m[2])), text)  # comments stay aligned
+        if count != 1:
+            raise SystemExit(f"installed_config: no single {section}.{key} line in the example")
     return HEADER + text
 
 

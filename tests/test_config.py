@@ -50,6 +50,7 @@ def test_embedded_defaults_match_the_design(tmp_path: Path, monkeypatch: pytest.
         "client_log_per_ip": 120, "calls_per_socket": 30,
     }
     assert config.signaling.redis_url is None
+    assert (config.mdns.enabled, config.mdns.name) == (False, "auto")  # a developer's machine stays quiet
 
 
 def test_the_example_file_holds_exactly_the_defaults(tmp_path: Path) -> None:
@@ -138,6 +139,11 @@ def test_valid_values_are_typed(tmp_path: Path) -> None:
     assert config.ice.extra_servers[0]["username"] == "u"
 
 
+def test_mdns_name_is_one_lower_case_label(tmp_path: Path) -> None:
+    config = parse_config({"mdns": {"enabled": True, "name": "CallBox-2"}}, tmp_path)
+    assert (config.mdns.enabled, config.mdns.name) == (True, "callbox-2")
+
+
 BAD_VALUES = [
     ({"bogus": 1}, "bogus: unknown key"),
     ({"server": {"bogus": 1}}, "server.bogus: unknown key"),
@@ -172,6 +178,14 @@ BAD_VALUES = [
     ({"ice": {"extra_servers": [{"urls": "http://x"}]}}, "ice.extra_servers[0]: "),
     ({"ice": {"extra_servers": [{"url": "stun:x"}]}}, "ice.extra_servers[0]: "),
     ({"signaling": {"redis_url": "http://x"}}, "signaling.redis_url: "),
+    ({"mdns": {"enabled": "on"}}, "mdns.enabled: must be true or false"),
+    ({"mdns": {"name": "box.local"}}, "mdns.name: must be auto or one DNS label"),
+    ({"mdns": {"name": "-box"}}, "mdns.name: "),
+    ({"mdns": {"name": "my_box"}}, "mdns.name: "),
+    ({"mdns": {"name": "x" * 64}}, "mdns.name: "),
+    ({"mdns": {"name": ""}}, "mdns.name: "),
+    ({"mdns": {"name": 7}}, "mdns.name: "),
+    ({"mdns": {"port": 5353}}, "mdns.port: unknown key"),
     ({"signaling": {"redis_url": "redis://127.0.0.1:6379/0"}}, "signaling.redis_url: signaling across several"),
     (["a", "list"], "config: the file must be a YAML mapping"),
     ("just text", "config: the file must be a YAML mapping"),

@@ -69,6 +69,7 @@ class Box:
             "server": {"host": "127.0.0.1", "port": self.port},
             "turn": {"listen": "127.0.0.1", "advertise": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM),
                      "tls_port": free_port(), "relay_ports": f"{low}-{low + 99}", "allowed_peers": ["127.0.0.0/8"]},
+            "mdns": {"enabled": False},  # on in the package; here it would multicast on this host's interfaces
         }
         config = merge(yaml.safe_load(CONFIG.read_text()), overrides)
         with CONFIG.open("w") as file:  # in place: keeps the owner and mode postinst gave it
@@ -148,6 +149,7 @@ def test_install_sets_up_user_directories_secret_and_config(box: Box) -> None:
     assert str(CONFIG) in conffiles.stdout
     config = yaml.safe_load(CONFIG.read_text())
     assert (config["data_dir"], config["log_file"]) == (str(DATA), str(LOGS / "opencall.log"))
+    assert config["mdns"] == {"enabled": True, "name": "auto"}  # the box announces itself on the LAN
     # The environment runs on Debian's interpreter; the command is on PATH.
     assert os.readlink(PREFIX / "bin" / "python3") == "/usr/bin/python3"
     assert os.path.realpath("/usr/bin/opencall") == str(PREFIX / "bin" / "opencall")
