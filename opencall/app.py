@@ -174,7 +174,7 @@ def create_app(config: Config) -> Sanic:
         if relay is not None:
             await relay.start()
             monitor.attach(relay.counters.snapshot, running=lambda: relay.running)
-            log.info("relay listening on %s port %d, advertised as %s", config.turn.listen, config.turn.port,
+            log.info("relay listening on %s port %d, advertised as %s", " and ".join(relay.listening), config.turn.port,
                      ", ".join(advertised))
             if relay_problem is not None:
                 log.warning("%s. Fix: %s", relay_problem, LOOPBACK_FIX)

@@ -23,6 +23,7 @@ from opencall.sdnotify import notify
 from opencall.services.ratelimit import RateLimiter
 from opencall.services.registry import Registry
 from opencall.tls import certificate_keeper
+from turn.listen import host_port
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -58,7 +59,9 @@ def install(app: Sanic, config: Config, registry: Registry, limits: DataclassIns
         if keeper is not None:
             keeper.watch(loop)
         scheme = "https" if keeper else "http"
-        status = f"serving {scheme} on {config.server.host}:{config.server.port}, relay {monitor.state()}"
+        # `opencall serve` names the addresses it listens on (0.0.0.0:8443 and [::]:8443 for a wildcard).
+        where = getattr(app.ctx, "http_addresses", None) or (host_port(config.server.host, config.server.port),)
+        status = f"serving {scheme} on {' and '.join(where)}, relay {monitor.state()}"
         notify(f"READY=1\nSTATUS={status}")
         log.info("OpenCall %s ready: %s", __version__, status)
 

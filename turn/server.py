@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, cast
 
 from aioice.stun import Class, Method
@@ -23,6 +24,7 @@ from turn.config import RelayConfig
 from turn.counters import Counters
 from turn.framing import PADDING, StreamFramer
 from turn.handlers import Client, Handlers, Reply
+from turn.listen import listening_sockets
 from turn.netinfo import host_interfaces
 from turn.policy import IPNetwork, PeerPolicy, RateLimiter, parse_networks
 from turn.relay import CapacityError, RelayPorts, RelayProtocol, RelayProtocol6, set_dont_fragment
@@ -103,7 +105,7 @@ class TurnServer:
         }
         self.limiter = RateLimiter(config.unauthenticated_rate, config.unauthenticated_burst, clock)
         self.handlers: Handlers | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: list[asyncio.DatagramTransport] = []  # one per listening address; replies leave by the same
         self._stream_servers: list[asyncio.Server] = []
         self._connections: set[StreamConnection] = set()
         self.routes: dict[Any, Route] = {}  # by client address (UDP) or 5-tuple (TCP, TLS)
@@ -113,45 +115,57 @@ class TurnServer:
 
     @property
     def running(self) -> bool:
-        """Whether the relay is started and its UDP listener is open."""
-        return self.handlers is not None and self._udp is not None and not self._udp.is_closing()
+        """Whether the relay is started and its UDP listeners are open."""
+        return self.handlers is not None and bool(self._udp) and not any(udp.is_closing() for udp in self._udp)
+
+    @property
+    def listening(self) -> list[str]:
+        """The addresses the UDP listeners are bound to, e.g. ``["0.0.0.0", "::"]``; empty when stopped."""
+        return [udp.get_extra_info("sockname")[0] for udp in self._udp]
 
     async def start(self) -> None:
-        """Open the listeners (UDP and TCP on ``port``, TLS on ``tls_port``); raises OSError if a port is taken."""
+        """Open the listeners (UDP and TCP on ``port``, TLS on ``tls_port``); raises OSError if a port is taken.
+
+        A wildcard ``listen`` (0.0.0.0 or ::) opens each listener on 0.0.0.0 and on :: (IPv6-only), or on
+        0.0.0.0 alone on a host without IPv6 (turn.listen.listening_sockets).
+        """
         if self.handlers is not None:
             raise RuntimeError("TurnServer already started")
         config = self.config
         loop = asyncio.get_running_loop()
         policy = build_peer_policy(config, host_interfaces())
         self.handlers = Handlers(config, self.table, self.auth, policy, self, self.counters, self.clock)
+        pending: list[socket.socket] = []  # bound, not yet owned by a transport: closed if start() fails
         try:
-            family = socket.AF_INET6 if ":" in config.listen else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTENER_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_BUFFER)
-            try:
-                sock.bind((config.listen, config.port))
-            except OSError:
-                sock.close()
-                raise
-            self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=sock)
-            self._stream_servers.append(
-                await loop.create_server(lambda: StreamConnection(self, "tcp"), config.listen, config.port)
-            )
+            udp = listening_sockets(config.listen, config.port, socket.SOCK_DGRAM)
+            pending += udp
+            tcp = listening_sockets(config.listen, config.port, socket.SOCK_STREAM)
+            pending += tcp
             tls = config.tls_context()
-            if tls is not None:
-                self._stream_servers.append(
-                    await loop.create_server(
-                        lambda: StreamConnection(self, "tls"), config.listen, config.tls_port, ssl=tls
-                    )
-                )
+            tls_sockets = []
+            if tls is not None and config.tls_port is not None:
+                tls_sockets = listening_sockets(config.listen, config.tls_port, socket.SOCK_STREAM)
+                pending += tls_sockets
+            for sock in udp:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTENER_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_BUFFER)
+                transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=sock)
+                pending.remove(sock)
+                self._udp.append(transport)
+            for kind, sockets, context in (("tcp", tcp, None), ("tls", tls_sockets, tls)):
+                for sock in sockets:
+                    factory = partial(StreamConnection, self, kind)
+                    self._stream_servers.append(await loop.create_server(factory, sock=sock, ssl=context))
+                    pending.remove(sock)
         except BaseException:
+            for sock in pending:
+                sock.close()
             await self.stop()
             raise
         self._sweeper = loop.create_task(self._sweep_forever())
         logger.info(
             "TURN relay on %s port %d (udp, tcp)%s; relaying from %s ports %d-%d",
-            config.listen, config.port, f", tls port {config.tls_port}" if config.tls_port else "",
+            " and ".join(self.listening), config.port, f", tls port {config.tls_port}" if config.tls_port else "",
             " and ".join(config.relay_addresses.values()), *config.relay_ports,
         )
 
@@ -174,10 +188,11 @@ class TurnServer:
             self.release(allocation)
         for ports in self.ports.values():
             ports.close()
-        if self._udp is not None:
-            listener = cast(UdpListener, self._udp.get_protocol())
-            self._udp.close()
-            self._udp = None
+        listeners = [cast(UdpListener, udp.get_protocol()) for udp in self._udp]
+        for udp in self._udp:
+            udp.close()
+        self._udp.clear()
+        for listener in listeners:
             await listener.closed  # transports close on a later loop iteration: the ports are free after it
         self.handlers = None
 

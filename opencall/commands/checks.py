@@ -21,6 +21,7 @@ from opencall.localca import LocalCA, certificate_names, host_names, renewal_rea
 from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem
 from opencall.services.secrets_store import TURN_SECRET_FILE
 from opencall.tls import extra_names
+from turn.listen import NO_IPV6_ERRORS, bind_addresses, is_wildcard
 
 PROBE_TIMEOUT = 3.0
 EXPIRY_WARNING = datetime.timedelta(days=14)
@@ -69,15 +70,30 @@ def running_health(config: Config) -> dict[str, object] | None:
 
 
 def port_in_use(host: str, port: int, kind: int) -> str | None:
-    """None when ``host:port`` can be bound now, else why not (``in use`` or ``permission denied``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as probe:
-        if kind == socket.SOCK_STREAM:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+    """None when ``host:port`` can be bound now, else why not (``in use`` or ``permission denied``).
+
+    A wildcard ``host`` is probed on 0.0.0.0 and on :: (IPv6-only), as ``opencall serve`` binds it
+    (turn.listen.bind_addresses); :: is skipped on a host without IPv6.
+    """
+    for address in bind_addresses(host):
+        ipv6 = ":" in address
         try:
-            probe.bind((host, port))
+            probe = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, kind)
         except OSError as exc:
-            return "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else "in use"
+            if ipv6 and exc.errno in NO_IPV6_ERRORS:
+                continue  # no IPv6 on this host: serve listens on IPv4 only
+            raise
+        with probe:
+            if ipv6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if kind == socket.SOCK_STREAM:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+            try:
+                probe.bind((address, port))
+            except OSError as exc:
+                if ipv6 and is_wildcard(host) and exc.errno in NO_IPV6_ERRORS:
+                    continue
+                return "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else "in use"
     return None
 
 
