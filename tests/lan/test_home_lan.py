@@ -129,13 +129,23 @@ def test_guest_network_reaches_the_relay_over_turn_tls_only(lan_home: Home) -> N
     call.hang_up()
 
 
-def test_ipv6_only_lan(lan_home: Home) -> None:
+@pytest.mark.parametrize("isolated", [False, True], ids=["open", "client isolation"])
+def test_ipv6_only_lan(lan_home: Home, isolated: bool) -> None:
+    """Phones with IPv6 only: host ↔ host over IPv6, or through the box's IPv6 relay address when isolated."""
     for phone in lan_home.phones.values():
         lan_home.lan.move(phone, "main", ipv4=False)
+    if isolated:
+        lan_home.lan.isolate(*lan_home.phones.values())
     call = place_call(lan_home, urls(lan_home, "[fd42:50::2]"))
-    for pair in call.figures["raw_pairs"].values():
-        assert ":" in pair["local"]["address"] and ":" in pair["remote"]["address"], call.figures["pair"]
-    lan_home.record("IPv6-only LAN", call.figures)
+    if isolated:
+        # The phones reach the relay over IPv6; Chrome asks for the default (IPv4) relay address family (RFC 6156
+        # §4.1.1), so the relayed leg between the two allocations runs inside the box.
+        assert "relay" in call.figures["pair_types"]["ph1"], call.figures["pair"]
+    else:
+        assert call.figures["pair_types"]["ph1"] == ("host", "host"), call.figures["pair"]
+        for pair in call.figures["raw_pairs"].values():
+            assert ":" in pair["local"]["address"] and ":" in pair["remote"]["address"], call.figures["pair"]
+    lan_home.record("IPv6-only LAN" + (" with client isolation" if isolated else ""), call.figures)
     call.hang_up()
 
 
