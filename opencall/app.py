@@ -135,6 +135,7 @@ def create_app(config: Config) -> Sanic:
         ring_timeout=config.ring_timeout,
         calls_per_minute=config.rate_limits.calls_per_socket,
         permanent_call_id=lambda user_id: _permanent_call_id(registry, user_id),
+        resume_grace=config.signaling.resume_grace,
     )
     services.accounts.key_rotation_listeners.append(signaling.key_rotated)
     signaling_server.attach(app, sio, signaling, services.accounts)

@@ -80,6 +80,9 @@ class RateLimits:
 @dataclass(frozen=True)
 class SignalingConfig:
     redis_url: str | None = None
+    # Seconds an active call waits for a party whose socket went away to come back (docs/api.md "Session
+    # resume"); 0 ends the call at the disconnect, as the contract's table says.
+    resume_grace: int = 15
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,10 @@ def _redis_url(key: str, value: Any) -> None:
     raise _fail(key, "signaling across several nodes is not available in this version; leave it null")
 
 
-SIGNALING_KEYS: dict[str, Callable[[str, Any], Any]] = {"redis_url": _optional(_redis_url)}
+SIGNALING_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "redis_url": _optional(_redis_url),
+    "resume_grace": _int(0, 300),
+}
 METRICS_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "enabled": _bool,
     "token": _optional(_token),

@@ -50,6 +50,7 @@ def test_embedded_defaults_match_the_design(tmp_path: Path, monkeypatch: pytest.
         "client_log_per_ip": 120, "calls_per_socket": 30,
     }
     assert config.signaling.redis_url is None
+    assert config.signaling.resume_grace == 15
     assert (config.mdns.enabled, config.mdns.name) == (False, "auto")  # a developer's machine stays quiet
 
 
@@ -129,6 +130,7 @@ def test_valid_values_are_typed(tmp_path: Path) -> None:
                  "tls_port": None, "enabled": False, "port": 8080},
         "ice": {"extra_servers": [{"urls": ["stun:a.example:3478", "turn:a.example"], "username": "u",
                                    "credential": "c"}]},
+        "signaling": {"resume_grace": 0},
     }, tmp_path)
     assert config.server.public_url == "https://box.local:8443"
     assert config.resolved_database_url == "postgres://u:p@db:5432/opencall"
@@ -137,6 +139,7 @@ def test_valid_values_are_typed(tmp_path: Path) -> None:
     assert config.turn.allowed_peers == ("auto", "192.168.1.0/24")
     assert config.turn.tls_port is None
     assert config.ice.extra_servers[0]["username"] == "u"
+    assert config.signaling.resume_grace == 0  # a disconnect ends the call at once
 
 
 def test_mdns_name_is_one_lower_case_label(tmp_path: Path) -> None:
@@ -187,6 +190,10 @@ BAD_VALUES = [
     ({"mdns": {"name": 7}}, "mdns.name: "),
     ({"mdns": {"port": 5353}}, "mdns.port: unknown key"),
     ({"signaling": {"redis_url": "redis://127.0.0.1:6379/0"}}, "signaling.redis_url: signaling across several"),
+    ({"signaling": {"resume_grace": -1}}, "signaling.resume_grace: "),
+    ({"signaling": {"resume_grace": 301}}, "signaling.resume_grace: "),
+    ({"signaling": {"resume_grace": 2.5}}, "signaling.resume_grace: "),
+    ({"signaling": {"resume_grace": "15"}}, "signaling.resume_grace: "),
     (["a", "list"], "config: the file must be a YAML mapping"),
     ("just text", "config: the file must be a YAML mapping"),
 ]

@@ -3,12 +3,18 @@
 It knows nothing of Socket.IO: it talks to sockets through an :class:`Outbox` and raises
 :class:`CallError` for the sender's ``call-error``. Messages between the two parties are relayed only
 while they share a ringing or active call (``renegotiate``: an active one); anything else is dropped and logged.
+
+Session resume (docs/api.md "Session resume"): a socket that registers with the ``resume`` token of another
+socket of the same identity takes its place — Call ID, name, and its seat in a ringing or active call. A socket
+that goes away during an active call leaves its seat *held* for the resume grace instead of ending the call, so a
+phone whose network changed can come back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +26,7 @@ from opencall.services.clock import utcnow
 from opencall.services.errors import ServiceError
 from opencall.services.ratelimit import RateLimiter, TokenBucket
 from opencall.services.registry import Peer, Registry
+from opencall.services.resume import ResumeTokens
 
 log = logging.getLogger("opencall.signaling")
 
@@ -68,6 +75,23 @@ class Call:
 
     def other_call_id(self, peer: Peer) -> str:
         return self.callee_call_id if peer is self.caller else self.caller.call_id or ""
+
+    def replace(self, old: Peer, new: Peer) -> None:
+        """``new`` takes ``old``'s seat (caller, callee or a ringing device)."""
+        if self.caller is old:
+            self.caller = new
+        if self.callee is old:
+            self.callee = new
+        self.ringing = [new if peer is old else peer for peer in self.ringing]
+        old.call, new.call = None, self
+
+
+@dataclass(eq=False)
+class Hold:
+    """A party whose socket went away during an active call: its seat waits ``resume_grace`` for a resume."""
+
+    gone_at: datetime
+    timer: asyncio.TimerHandle = field(repr=False)
 
 
 def display_name(value: Any) -> str | None:
@@ -133,6 +157,7 @@ class Signaling:
         ring_timeout: float,
         calls_per_minute: int,
         permanent_call_id: Callable[[int], Awaitable[str]],
+        resume_grace: float = 15,
     ) -> None:
         self.registry = registry
         self._outbox = outbox
@@ -142,6 +167,11 @@ class Signaling:
         self._permanent_call_id = permanent_call_id
         self._buckets: dict[str, TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resume_grace = resume_grace
+        self._tokens = ResumeTokens(resume_grace)
+        self._held: dict[Peer, Hold] = {}
+        # Sessions whose call ended while their socket was away: a resume tells them with call-ended.
+        self._missed_end: weakref.WeakSet[Peer] = weakref.WeakSet()
 
     @property
     def call_limiter(self) -> RateLimiter:
@@ -164,15 +194,19 @@ class Signaling:
         return False
 
     async def disconnected(self, sid: str) -> None:
-        """End the socket's call as api.md's disconnect rules say, then forget it."""
+        """Hold the socket's active call for a resume, or end its ringing call as api.md's disconnect rules
+        say; then forget the socket (its session stays resumable for the grace)."""
         self._buckets.pop(sid, None)
         self._call_limit.forget(sid)
         peer = self.registry.peers.get(sid)
         if peer is None:
-            return
+            return  # never connected, or taken over by a resume
+        resumable = peer.resumable and peer.call_id is not None and self._resume_grace > 0
         call = self._call_of(peer)
         if call is not None:
-            if call.state == "ringing" and peer is not call.caller and len(call.ringing) > 1:
+            if call.state == "active" and resumable:
+                self._hold(peer, call)
+            elif call.state == "ringing" and peer is not call.caller and len(call.ringing) > 1:
                 call.ringing.remove(peer)  # the callee's other devices keep ringing
                 peer.call = None
             elif call.state == "ringing" and peer is not call.caller:
@@ -182,27 +216,50 @@ class Signaling:
                 await self._end(call, "answered" if call.state == "active" else "missed",
                                 notify=[p for p in call.parties() if p is not peer])
         self.registry.disconnect(sid)
+        if resumable:
+            self._tokens.gone(peer)
+        else:
+            self._tokens.revoke(peer)
 
     async def end_all_calls(self) -> None:
         """The server is stopping: record every live call as it stands (answered, else missed) without telling
         anyone, so that each party learns from its lost connection rather than from a ``call-ended`` saying the
-        other side hung up."""
-        calls = {id(call): call for peer in self.registry.peers.values() if (call := self._call_of(peer))}
+        other side hung up. Held calls end too (recorded as ending when their party went away)."""
+        peers = [*self.registry.peers.values(), *self._held]
+        calls = {id(call): call for peer in peers if (call := self._call_of(peer))}
         for call in calls.values():
             await self._end(call, "answered" if call.state == "active" else "missed", notify=[])
+        for hold in self._held.values():
+            hold.timer.cancel()
+        self._held.clear()
+        self._missed_end.clear()
 
     async def key_rotated(self, user_id: int) -> None:
-        """Disconnect the sockets of ``user_id`` that authenticated with an API key (now invalid)."""
+        """Disconnect the sockets of ``user_id`` that authenticated with an API key (now invalid); their calls
+        end at once and their sessions cannot be resumed."""
         for peer in self.registry.sockets_of_user(user_id):
             if peer.api_key_hash is not None:
                 log.info("disconnecting socket %s: its API key was rotated", peer.sid)
+                peer.resumable = False
+                self._tokens.revoke(peer)
                 await self._outbox.disconnect(peer.sid)
 
     # -- events --------------------------------------------------------------------------------------
 
     async def register(self, sid: str, data: Any) -> None:
+        """``registered``; on the socket's first register also ``session`` (its resume token), or, with a
+        valid ``resume`` token, the takeover of that session (:meth:`_resume`)."""
         peer = self._peer(sid)
-        name = display_name(_payload(data).get("displayName"))
+        body = _payload(data)
+        name = display_name(body.get("displayName"))
+        token = body.get("resume")
+        if token is not None and not isinstance(token, str):
+            raise CallError("resume must be a string")
+        if token is not None and peer.call_id is not None:
+            log.info("socket %s: resume ignored, the socket is registered already", sid)
+        elif token is not None and await self._resume(peer, token, name, keep_name=body.get("displayName") is None):
+            return
+        fresh = None
         if peer.call_id is None:
             if peer.user_id is not None:
                 call_id = await self._permanent_call_id(peer.user_id)
@@ -211,9 +268,12 @@ class Signaling:
             if self.registry.peers.get(sid) is not peer:
                 return  # disconnected while the Call ID was being looked up
             self.registry.register(peer, call_id)
+            fresh = self._tokens.issue(peer)
         peer.display_name = name
         log.info("socket %s registered as %s", sid, peer.call_id)
         await self._outbox.emit(sid, "registered", {"callId": peer.call_id})
+        if fresh is not None:
+            await self._outbox.emit(sid, "session", {"resumeToken": fresh})
 
     async def update_name(self, sid: str, data: Any) -> None:
         peer = self._registered(sid)
@@ -306,6 +366,82 @@ class Signaling:
             return
         await self._emit_to(call.other_side(peer), "renegotiate", {"description": description})
 
+    # -- session resume ---------------------------------------------------------------------------------
+
+    async def _resume(self, peer: Peer, token: str, name: str | None, *, keep_name: bool) -> bool:
+        """``peer`` (connected, not yet registered) takes over the session of ``token``: its Call ID, its name
+        (``name`` unless ``keep_name``) and its seat in a ringing or active call. The old socket, if still
+        connected, is disconnected without ending anything. False (register anew) when the token is unknown,
+        used or expired, or belongs to another identity."""
+        old = self._tokens.find(token)
+        if old is None or old is peer:
+            log.info("socket %s: resume token unknown, used or expired: registering anew", peer.sid)
+            return False
+        if old.user_id != peer.user_id:
+            log.info("socket %s: resume token of another identity refused: registering anew", peer.sid)
+            return False
+        call_id = old.call_id or ""
+        if any(other is not old for other in self.registry.sockets_of(call_id)) and old.user_id is None:
+            log.info("socket %s: resume refused, %s was handed out again", peer.sid, call_id)
+            return False
+        # Everything changes hands before the first await, so a disconnect of either socket meanwhile sees a
+        # consistent state.
+        self._tokens.revoke(old)
+        hold = self._held.pop(old, None)
+        if hold is not None:
+            hold.timer.cancel()
+        missed_end = old in self._missed_end
+        still_connected = self.registry.peers.get(old.sid) is old
+        if still_connected:
+            self.registry.disconnect(old.sid)  # its own disconnect, below, then finds nothing to end
+        self.registry.register(peer, call_id)
+        peer.display_name = old.display_name if keep_name else name
+        call = self._call_of(old)
+        if call is not None:
+            call.replace(old, peer)
+        old.call = None
+        fresh = self._tokens.issue(peer)
+        log.info("socket %s resumed the session of socket %s as %s (%s)", peer.sid, old.sid, call_id,
+                 f"{call.state} call" if call else "no call")
+        if still_connected:
+            await self._outbox.disconnect(old.sid)
+        # registered, then the call's news, then session last: by then the client knows whether its call is back.
+        await self._outbox.emit(peer.sid, "registered", {"callId": call_id})
+        if call is not None and call.state == "active":
+            role = "caller" if peer is call.caller else "callee"
+            await self._outbox.emit(peer.sid, "call-resumed", {"peerCallId": call.other_call_id(peer), "role": role})
+            await self._emit_to(self._connected(call.other_side(peer)), "peer-reconnected", {})
+        elif missed_end:
+            await self._outbox.emit(peer.sid, "call-ended", {})
+        await self._outbox.emit(peer.sid, "session", {"resumeToken": fresh})
+        return True
+
+    def _hold(self, peer: Peer, call: Call) -> None:
+        """``peer``'s socket went away during the active ``call``: its seat waits for a resume."""
+        timer = asyncio.get_running_loop().call_later(self._resume_grace, self._hold_expired, peer)
+        self._held[peer] = Hold(gone_at=utcnow(), timer=timer)
+        log.info("call %s -> %s: socket %s (%s) went away; held %ss for a resume", call.caller.call_id,
+                 call.callee_call_id, peer.sid, peer.call_id, self._resume_grace)
+
+    def _hold_expired(self, peer: Peer) -> None:
+        task = asyncio.get_running_loop().create_task(self._give_up(peer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _give_up(self, peer: Peer) -> None:
+        """No socket resumed ``peer``'s seat within the grace: the call ends as a disconnect always did."""
+        if self._held.get(peer) is None:
+            return
+        call = self._call_of(peer)
+        if call is None:
+            self._held.pop(peer, None)
+            return
+        log.info("call %s -> %s: socket %s did not come back", call.caller.call_id, call.callee_call_id, peer.sid)
+        await self._end(call, "answered", notify=[p for p in call.parties() if p is not peer])
+
+    def _connected(self, peers: list[Peer]) -> list[Peer]:
+        return [p for p in peers if self.registry.peers.get(p.sid) is p]
+
     # -- internals -------------------------------------------------------------------------------------
 
     def _peer(self, sid: str) -> Peer:
@@ -321,10 +457,11 @@ class Signaling:
         return peer
 
     async def _fresh_call_id(self) -> str:
-        """A throwaway Call ID that no live socket uses and no account owns."""
+        """A throwaway Call ID that no live socket or held call uses and no account owns."""
         while True:
             call_id = new_call_id()
-            if not self.registry.sockets_of(call_id) and not await is_assigned(call_id):
+            if (not self.registry.sockets_of(call_id) and not any(p.call_id == call_id for p in self._held)
+                    and not await is_assigned(call_id)):
                 return call_id
 
     @staticmethod
@@ -333,7 +470,9 @@ class Signaling:
         return call if isinstance(call, Call) and call.state != "ended" else None
 
     def _busy(self, call_id: str) -> bool:
-        return any(self._call_of(peer) for peer in self.registry.sockets_of(call_id))
+        """In a ringing or active call, on a connected socket or on a held one (its other tabs are busy too)."""
+        return (any(self._call_of(peer) for peer in self.registry.sockets_of(call_id))
+                or any(peer.call_id == call_id and self._call_of(peer) for peer in self._held))
 
     def _call_with(self, peer: Peer, target: str, event: str, *, active: bool = False) -> Call | None:
         """The live (with ``active``: answered) call between ``peer`` and ``target``, or None (the event is
@@ -346,13 +485,24 @@ class Signaling:
         return call
 
     async def _end(self, call: Call, status: str, notify: list[Peer]) -> None:
-        """Mark the call ended, free its parties, tell ``notify`` with ``call-ended`` and record it."""
+        """Mark the call ended, free its parties, tell ``notify`` with ``call-ended`` and record it.
+
+        A held party is told when it resumes. A call that ends while a party is held ended, as far as the
+        record goes, when that party went away (it never came back, or the server stopped, or the other party
+        gave up)."""
         if call.state == "ended":
             return
         self._cancel_timer(call)
+        ended_at = utcnow()
         callee_side = call.callee or (call.ringing[0] if call.ringing else None)
         for peer in call.parties():
             peer.call = None
+            hold = self._held.pop(peer, None)
+            if hold is not None:
+                hold.timer.cancel()
+                ended_at = min(ended_at, hold.gone_at)
+                self._missed_end.add(peer)
+        notify = self._connected(notify)
         call.state = "ended"
         log.info("call %s -> %s ended: %s", call.caller.call_id, call.callee_call_id, status)
         self._recorder.record(FinishedCall(
@@ -365,7 +515,7 @@ class Signaling:
             status=status,
             started_at=call.started_at,
             answered_at=call.answered_at,
-            ended_at=utcnow(),
+            ended_at=ended_at,
         ))
         await self._emit_to(notify, "call-ended", {})
 

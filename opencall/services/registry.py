@@ -19,6 +19,8 @@ class Peer:
     call_id: str | None = None
     display_name: str | None = None
     call: object | None = field(default=None, repr=False)  # the Call this socket takes part in
+    resume_key: str | None = field(default=None, repr=False)  # SHA-256 of its live resume token
+    resumable: bool = True  # False once the server drops it on purpose (its API key was rotated)
 
     @property
     def shown_name(self) -> str | None:

@@ -98,6 +98,7 @@ class Party:
 
     events: EventLog
     call_id: str | None = None
+    token: str | None = None  # the resume token from ``session`` (docs/api.md "Session resume")
 
     async def emit(self, event: str, *args: Any) -> None:
         raise NotImplementedError
@@ -111,14 +112,24 @@ class Party:
     def assert_quiet(self, *events: str) -> None:
         self.events.assert_quiet(*events)
 
-    async def register(self, display_name: Any = None, *, raw: Any = ...) -> str:
-        """Emit ``register`` and return the Call ID from ``registered``."""
+    async def register(self, display_name: Any = None, *, raw: Any = ..., resume: str | None = None) -> str:
+        """Emit ``register`` (with ``resume``: that token) and return the Call ID from ``registered``. The first
+        register of a connection is answered by ``session`` too: its token is kept in :attr:`token` (whatever
+        else the server sent in between, ``call-resumed`` or ``call-ended``, stays unread)."""
         body = raw if raw is not ... else ({} if display_name is None else {"displayName": display_name})
+        if resume is not None:
+            body = {**body, "resume": resume}
+        first = self.call_id is None
         await self.emit("register", body)
         reply = await self.next("registered")
         assert set(reply) == {"callId"}, reply
         assert CALL_ID_RE.match(reply["callId"]), reply
         self.call_id = reply["callId"]
+        if first:
+            session = await self.next("session")
+            assert set(session) == {"resumeToken"} and isinstance(session["resumeToken"], str), session
+            assert len(session["resumeToken"]) == 32, session  # secrets.token_urlsafe(24)
+            self.token = session["resumeToken"]
         return self.call_id
 
     async def error(self, event: str, *args: Any) -> str:
@@ -392,11 +403,14 @@ class RawPolling:
         return response.text.split("\x1e")
 
     async def next_event(self) -> tuple[str, Any]:
-        for raw in await self.poll():
-            if raw.startswith("42"):
-                event, payload = json.loads(raw[2:])
-                return event, payload
-        raise AssertionError("no event in this poll")
+        """The first event of the next poll that brings one, ``session`` (the resume token) aside."""
+        for _ in range(3):
+            for raw in await self.poll():
+                if raw.startswith("42"):
+                    event, payload = json.loads(raw[2:])
+                    if event != "session":
+                        return event, payload
+        raise AssertionError("no event in three polls")
 
     def _params(self) -> dict[str, str]:
         return {"EIO": "4", "transport": "polling", "sid": self.sid}

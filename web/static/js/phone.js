@@ -4,6 +4,9 @@
 // Every exit path goes through end(), which stops the tracks, closes the peer connection and says why.
 // A connection that drops mid-call is restarted (ICE restart over `renegotiate`) by the caller only, so the
 // two sides never offer at once; the callee answers (docs/web.md "WebRTC choices").
+// A network change (a phone roaming to another subnet) also takes the signaling connection: the media watchdog
+// notices the silence first, replaces the socket, and the new one resumes the session (docs/web.md "Surviving a
+// network change").
 
 import {api} from './api.js';
 import {ringback, ringtone} from './audio.js';
@@ -20,6 +23,13 @@ const MAX_RESTARTS = 2;
 // down. Every restart offer from the caller starts it again; the caller gives up first (3 s + 2 × 10 s).
 const RECOVERY_GRACE_MS = 20_000;
 const LOST_MESSAGE = 'The connection dropped and did not come back, so the call ended.';
+const SERVER_LOST_MESSAGE = 'Lost the connection to the server, so the call ended.';
+// After the server connection drops mid-call, how long we wait for a new one to resume the call (the server
+// holds it for signaling.resume_grace, 15 s by default).
+const RESUME_WAIT_MS = 8000;
+// Media watchdog: inbound audio packets are counted this often; this long without a new one is a stall.
+const WATCHDOG_EVERY_MS = 500;
+const STALL_AFTER_MS = 2000;
 
 const isConnected = (pc) => ['connected', 'completed'].includes(pc.connectionState || pc.iceConnectionState);
 
@@ -53,6 +63,22 @@ function micError(err) {
   }
 }
 
+/** Audio packets received so far on `pc` (all inbound audio streams), or null before there is any. */
+async function inboundPackets(pc) {
+  if (pc.signalingState === 'closed') return null;
+  let report;
+  try {
+    report = await pc.getStats();
+  } catch {
+    return null;
+  }
+  let packets = null;
+  report.forEach((entry) => {
+    if (entry.type === 'inbound-rtp' && (entry.kind || entry.mediaType) === 'audio') packets = (packets || 0) + (entry.packetsReceived || 0);
+  });
+  return packets;
+}
+
 let nextSessionId = 1;
 
 export class Phone extends EventTarget {
@@ -76,6 +102,9 @@ export class Phone extends EventTarget {
     on('ice-candidate', this.onRemoteCandidate);
     on('renegotiate', this.onRenegotiate);
     on('call-error', this.onCallError);
+    on('call-resumed', this.onCallResumed);
+    on('peer-reconnected', this.onPeerReconnected);
+    on('session', this.onSession);
     on('lost', this.onSignalingLost);
     window.addEventListener('pagehide', () => {
       if (this.session) this.end({message: 'You left the page.', notify: this.hangupEvent()});
@@ -207,6 +236,31 @@ export class Phone extends EventTarget {
     return s ? s.peerName || s.peerCallId : '';
   }
 
+  /**
+   * What the call's recovery machinery is doing, for diagnostics and tests (`window.opencall.phone.recovery()`):
+   * the server connection and its resumes, the media watchdog and the ICE restarts.
+   */
+  recovery() {
+    const s = this.session;
+    const sig = this.signaling;
+    return {
+      state: this.state,
+      signaling: {connected: Boolean(sig.socket && sig.socket.connected), callId: sig.callId, ...sig.counters},
+      call: s ? {
+        connection: s.pc ? s.pc.connectionState || s.pc.iceConnectionState : null,
+        awaitingResume: s.awaitingResume,
+        resumes: s.resumes,
+        restartsSent: s.restartsSent,
+        restartAttempts: s.restarts,
+        restarting: s.restarting,
+        watchdog: s.watchdog ? {
+          packets: s.watchdog.packets, stalled: s.watchdog.stalled, stalls: s.watchdog.stalls,
+          silentMs: s.watchdog.grewAt ? Date.now() - s.watchdog.grewAt : null,
+        } : null,
+      } : null,
+    };
+  }
+
   // -- signaling events ---------------------------------------------------------------------------------------
 
   onIncoming({callerCallId, callerDisplayName, offer}) {
@@ -321,10 +375,74 @@ export class Phone extends EventTarget {
     this.dispatchEvent(new CustomEvent('notice', {detail: {message: text, kind: 'error'}}));
   }
 
-  onSignalingLost() {
-    if (!this.session) return;
-    // api.md: a server disconnect mid-call effectively ends the call (the reconnect registers anew).
-    this.end({message: 'Lost the connection to the server, so the call ended.', kind: 'error'});
+  /**
+   * The server connection dropped. An answered call waits for the reconnect to resume it (the server holds it):
+   * the media may well still flow. A call still ringing ends, as does one whose socket the server closed on
+   * purpose or that we closed ourselves (api.md: a server disconnect ends the call).
+   */
+  onSignalingLost(reason) {
+    const s = this.session;
+    if (!s) return;
+    const resumable = s.signalled && ['connecting', 'active'].includes(this.state)
+      && !['io server disconnect', 'io client disconnect'].includes(reason);
+    if (!resumable) {
+      this.end({message: SERVER_LOST_MESSAGE, kind: 'error'});
+      return;
+    }
+    if (s.awaitingResume) return;
+    log.info('signaling', `server connection lost mid-call (${reason}): waiting up to ${RESUME_WAIT_MS / 1000} s to resume the call`);
+    s.awaitingResume = true;
+    clearTimeout(s.resumeTimer);
+    s.resumeTimer = setTimeout(() => {
+      if (this.session === s && s.awaitingResume) this.end({message: SERVER_LOST_MESSAGE, kind: 'error'});
+    }, RESUME_WAIT_MS);
+    s.phase = 'Reconnecting to the server…';
+    this.changed();
+  }
+
+  /** A new socket of ours took over the call (our `register` carried the resume token). */
+  onCallResumed({peerCallId, role}) {
+    const s = this.session;
+    if (!s || normalize(peerCallId || '') !== s.peerCallId) {
+      // We gave the call up meanwhile; the server still had it: end it there too.
+      log.warn('call', `call with ${peerCallId} resumed, but it is over here: hanging up`);
+      if (peerCallId) this.signaling.emit('hangup', {targetCallId: peerCallId});
+      return;
+    }
+    s.awaitingResume = false;
+    clearTimeout(s.resumeTimer);
+    s.resumeTimer = null;
+    s.resumes += 1;
+    log.info('signaling', `call with ${s.peerCallId} resumed on the new connection (${role})`);
+    s.phase = s.pc && isConnected(s.pc) ? '' : 'Reconnecting…';
+    this.changed();
+    // Our address may have changed: the caller restarts ICE at once; the callee waits for its offer.
+    if (role !== 'caller' || s.direction !== 'outgoing') {
+      if (s.recoveryTimer) this.startRecoveryTimer(s);
+    } else if (s.pc && s.pc.signalingState === 'have-local-offer' && s.offerConnection === this.signaling.counters.connects) {
+      // A restart offer already went out on this new connection, after our register: it reaches the other side.
+      log.info('webrtc', 'ICE restart offer already sent on the new connection');
+      s.restarts = 0;
+    } else {
+      this.restartNow(s, 'our connection to the server was replaced');
+    }
+  }
+
+  /** The other party's new socket took over its side of the call: its address may have changed. */
+  onPeerReconnected() {
+    const s = this.session;
+    if (!s || !s.pc || !['connecting', 'active'].includes(this.state)) return;
+    log.info('signaling', `${s.peerCallId} reconnected to the server`);
+    if (s.direction === 'outgoing') this.restartNow(s, 'the other side reconnected');
+    else if (s.recoveryTimer) this.startRecoveryTimer(s);
+  }
+
+  /** The end of the server's reply to a `register`: a resume that did not bring our call back means it is over. */
+  onSession({afterResume}) {
+    const s = this.session;
+    if (!s || !s.awaitingResume) return;
+    log.warn('signaling', `the new connection did not resume the call${afterResume ? '' : ' (no resume token)'}`);
+    this.end({message: SERVER_LOST_MESSAGE, kind: 'error'});
   }
 
   // -- WebRTC -----------------------------------------------------------------------------------------------
@@ -345,8 +463,15 @@ export class Phone extends EventTarget {
       signalled: false,
       holdLocal: false,
       restarts: 0,
+      restartsSent: 0,
+      restarting: false,
+      offerConnection: null,
       restartDelay: null,
       restartDeadline: null,
+      awaitingResume: false,
+      resumeTimer: null,
+      resumes: 0,
+      watchdog: null,
       muted: false,
       startedAt: Date.now(),
       connectedAt: null,
@@ -467,8 +592,9 @@ export class Phone extends EventTarget {
         s.connectedAt = Date.now();
         ringback.stop();
         log.info('call', `connected with ${s.peerCallId}`);
+        this.startWatchdog(s);
       }
-      s.phase = '';
+      s.phase = s.awaitingResume ? 'Reconnecting to the server…' : '';
       this.setState('active');
     } else if (state === 'failed' || pc.iceConnectionState === 'failed') {
       this.connectionDown(s, 'failed');
@@ -518,6 +644,67 @@ export class Phone extends EventTarget {
     }
   }
 
+  /**
+   * An ICE restart right now, with a fresh budget: our socket or the other side's was replaced, or the media
+   * stopped. Skipped while a restart is being prepared (its offer goes out on the live connection anyway); an
+   * offer already sent may have gone down with the old connection, so it does not count.
+   */
+  restartNow(s, why) {
+    if (this.session !== s || !s.pc || s.direction !== 'outgoing') return;
+    if (s.restarting) {
+      log.info('webrtc', `ICE restart (${why}): one is already being prepared`);
+      return;
+    }
+    log.info('webrtc', `ICE restart now: ${why}`);
+    s.restarts = 0;
+    clearTimeout(s.restartDelay);
+    s.restartDelay = null;
+    this.restart(s);
+  }
+
+  /**
+   * Media watchdog, during an answered call: inbound audio packets are counted every 500 ms; when none arrived
+   * for 2 s the network may have changed under us, long before ICE or TCP say so. Then the server connection is
+   * replaced at once (a stalled TCP connection would otherwise go unnoticed for ~45 s) and the caller restarts
+   * ICE — as soon as the new connection has resumed the call (`call-resumed`), since the offer travels on it.
+   * Once per stall: it fires again only after packets flowed again.
+   */
+  startWatchdog(s) {
+    if (s.watchdog) return;
+    const dog = {timer: null, busy: false, packets: null, grewAt: Date.now(), stalled: false, stalls: 0};
+    s.watchdog = dog;
+    dog.timer = setInterval(async () => {
+      if (this.session !== s || !s.pc || dog.busy) return;
+      dog.busy = true;
+      try {
+        const packets = await inboundPackets(s.pc);
+        if (this.session !== s || packets === null) return;
+        const now = Date.now();
+        if (dog.packets === null || packets > dog.packets) {
+          if (dog.stalled) log.info('webrtc', `media watchdog: audio packets flow again after ${now - dog.grewAt} ms`);
+          dog.packets = packets;
+          dog.grewAt = now;
+          dog.stalled = false;
+        } else if (!dog.stalled && now - dog.grewAt >= STALL_AFTER_MS) {
+          dog.stalled = true;
+          dog.stalls += 1;
+          log.info('webrtc', `media watchdog: no audio packets for ${now - dog.grewAt} ms: the network may have changed`);
+          this.signaling.forceReconnect('no audio packets arrive');
+          if (s.direction !== 'outgoing') {
+            // The callee's part: its new connection resumes the call, which tells the caller to restart.
+          } else if (this.signaling.socket && this.signaling.socket.connected) {
+            this.restartNow(s, 'no audio packets arrive');
+          } else {
+            // The offer needs the connection just replaced: call-resumed, in a moment, restarts ICE.
+            log.info('webrtc', 'media watchdog: ICE restart as soon as the new server connection resumes the call');
+          }
+        }
+      } finally {
+        dog.busy = false;
+      }
+    }, WATCHDOG_EVERY_MS);
+  }
+
   /** One ICE restart attempt of the caller; after MAX_RESTARTS that did not bring the connection back, the end. */
   async restart(s) {
     const pc = s.pc;
@@ -527,6 +714,7 @@ export class Phone extends EventTarget {
       return false;
     }
     s.restarts += 1;
+    s.restarting = true;
     log.info('webrtc', `ICE restart ${s.restarts} of ${MAX_RESTARTS}`);
     clearTimeout(s.restartDeadline);
     s.restartDeadline = setTimeout(() => {
@@ -542,11 +730,17 @@ export class Phone extends EventTarget {
       pc.restartIce();
       await pc.setLocalDescription(await pc.createOffer({iceRestart: true}));
       if (this.session !== s) return false;
-      return this.signaling.emit('renegotiate', {targetCallId: s.peerCallId, description: {type: 'offer', sdp: pc.localDescription.sdp}});
+      const sent = this.signaling.emit('renegotiate', {targetCallId: s.peerCallId, description: {type: 'offer', sdp: pc.localDescription.sdp}});
+      if (sent) {
+        s.restartsSent += 1;
+        s.offerConnection = this.signaling.counters.connects;
+      }
+      return sent;
     } catch (err) {
       if (this.session === s) log.warn('webrtc', 'ICE restart failed:', err); // the deadline tries again
       return false;
     } finally {
+      s.restarting = false;
       if (this.session === s) this.markSignalled(s);
     }
   }
@@ -636,6 +830,8 @@ export class Phone extends EventTarget {
     ringback.stop();
     this.closeNotification(s);
     clearInterval(s.statsTimer);
+    if (s.watchdog) clearInterval(s.watchdog.timer);
+    clearTimeout(s.resumeTimer);
     this.clearRecovery(s);
     if (s.pc) {
       s.pc.onicecandidate = null;
