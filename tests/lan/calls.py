@@ -83,6 +83,17 @@ class Phone:
                 return datetime.fromisoformat(match["at"].replace("Z", "+00:00")).timestamp() * 1000
         raise AssertionError(f"{self.name} never logged {text!r}; its log: {self.log[-20:]}")
 
+    def timeline(self, since_ms: float) -> list[tuple[int, str, str]]:
+        """The app's log lines from ``since_ms`` on: (ms after it, this phone, topic and text)."""
+        lines = []
+        for line in self.log:
+            match = APP_LOG.match(line)
+            if match:
+                at = datetime.fromisoformat(match["at"].replace("Z", "+00:00")).timestamp() * 1000
+                if at >= since_ms and "candidate" not in match["text"]:
+                    lines.append((round(at - since_ms), self.name, f"[{match['topic']}] {match['text']}"))
+        return lines
+
     def inbound_packets(self) -> int:
         return int(self.tab.js(INBOUND_PACKETS))
 

@@ -167,7 +167,8 @@ def test_a_phone_moving_to_another_subnet_recovers_by_ice_restart(lan_home: Home
         pair["remote"]["address"] != before[call.caller.name]["remote"]["address"], (before, pair)
     lan_home.record(f"{mover} moves to another subnet mid-call", {
         **{k: v for k, v in call.figures.items() if k != "raw_pairs"},
-        "recovered_ms": took, "pair_after": describe(pair)})
+        "recovered_ms": took, "pair_after": describe(pair),
+        "timeline": sorted(call.caller.timeline(moved_at) + call.callee.timeline(moved_at))})
     assert took <= RECOVERY_LIMIT_MS, f"the call took {took} ms to recover (limit {RECOVERY_LIMIT_MS})"
     call.hang_up()
 
