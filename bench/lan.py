@@ -54,11 +54,12 @@ def main() -> int:
                 pairs[scenario].add(f"{side}: {pair}")
             if "pair_after" in values:
                 pairs[scenario].add(f"after: {values['pair_after']}")
-    print(f"| scenario | runs | {' | '.join(TIMINGS)} (median, ms) | selected pair |")
+    print(f"| scenario | runs | {' | '.join(TIMINGS)} ms: median (min-max) | selected pair |")
     print("|---|---|" + "---|" * len(TIMINGS) + "---|")
     for scenario in sorted(timings):
         counts = {len(v) for v in timings[scenario].values()}
-        cells = [f"{statistics.median(v):.0f}" if (v := timings[scenario].get(key)) else "" for key in TIMINGS]
+        cells = [f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})" if (v := timings[scenario].get(key)) else ""
+                 for key in TIMINGS]
         print(f"| {scenario} | {max(counts)} | {' | '.join(cells)} | {'; '.join(sorted(pairs[scenario]))} |")
     if packets:
         print("\npackets per host (median over runs): sent / multicast / mDNS / DNS queries / to outside the LAN")
