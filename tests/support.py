@@ -34,6 +34,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 15) -> int | None:
+    """Stop a server the tests started: SIGTERM, ``timeout`` seconds to exit, then SIGKILL.
+
+    Returns its exit status (negative, the signal, when it had to be killed), or None when there was nothing to
+    stop: no process, or one that had exited already."""
+    if proc is None or proc.poll() is not None:
+        return None
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -118,13 +133,7 @@ class Server:
         raise RuntimeError(f"server not ready in {READY_TIMEOUT}s:\n{self.stderr_path.read_text()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:

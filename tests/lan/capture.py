@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.lan.netlab import LAN_PREFIXES, Lan
+from tests.support import stop_process
 
 LINKTYPE_LINUX_SLL2 = 276
 OUTGOING = 4  # SLL2 packet type: sent by this namespace, not received on the port
@@ -153,7 +154,5 @@ class Capture:
 
     def stop(self) -> Tally:
         """Stop tcpdump (it flushes on SIGTERM) and tally the capture."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout=10)
         return Tally.of(read_pcap(self.path, self.lan.port_names()))

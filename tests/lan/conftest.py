@@ -1,4 +1,5 @@
-"""The home LAN of tests/lan: built once per module, captured from start to end, removed by name on exit.
+"""The LANs of tests/lan: the home (``home``: built once per module that uses it, captured from start to end) and
+a fresh LAN per test (``lan``, with ``boxes`` to run the box on it); every namespace is removed by name on exit.
 
 These tests need root and iproute2 (CI runs as root): without them they fail, never skip.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lan)
 
 
-def require_root_and_tools() -> None:
+def require_root_and_tools(*tools: str) -> None:
     if os.geteuid() != 0:
         pytest.fail("tests/lan build network namespaces: run them as root (CI does)", pytrace=False)
-    for tool in ("ip", "tcpdump", "nft", "certutil"):
+    for tool in tools or ("ip", "tcpdump", "nft", "certutil"):
         if shutil.which(tool) is None:
             pytest.fail(f"tests/lan need {tool}: ./scripts/test installs it (iproute2, tcpdump, nftables, "
                         "libnss3-tools)", pytrace=False)
@@ -88,3 +89,33 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 shutil.copy(box.log_file, ARTIFACTS / "box.log")
     assert not leftover_namespaces(lan.tag), "namespaces left behind"
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    """A LAN of its own for one test: the router with its bridge, no hosts yet (the test adds them)."""
+    require_root_and_tools("ip")
+    with Lan() as made:
+        yield made
+    assert not leftover_namespaces(made.tag), "namespaces left behind"
+
+
+@pytest.fixture
+def box_and_phone(lan: Lan) -> tuple[Host, Host]:
+    """On the test's LAN, as in the home: the box at .2 and a phone at .11 (192.168.50.0/24, fd42:50::/64)."""
+    return lan.add_host("box", 2), lan.add_host("ph1", 11)
+
+
+@pytest.fixture
+def boxes(lan: Lan, tmp_path: Path) -> Iterator[Callable[..., Box]]:
+    """``boxes(host, overrides, **options)``: a :class:`Box` on ``lan`` in a folder of its own (not started),
+    stopped at the end of the test, before the LAN goes."""
+    made: list[Box] = []
+
+    def make(host: Host, overrides: Mapping[str, Any] | None = None, **options: Any) -> Box:
+        made.append(Box(host, tmp_path / f"box{len(made)}", overrides, **options))
+        return made[-1]
+
+    yield make
+    for box in made:
+        box.stop()

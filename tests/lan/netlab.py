@@ -8,7 +8,11 @@ Layout (``tag`` keeps parallel runs apart; every namespace is deleted by name on
 
 Every host has link-local IPv6 and routes only to the home's own prefixes (192.168.0.0/16 and fd42::/16) through
 the router, never a default route: a home network with the internet down. Nothing is linked to the host's own
-interfaces. Bridge ports can be isolated (Wi-Fi client isolation) and a phone can change subnet mid-call.
+interfaces. Bridge ports can be isolated (Wi-Fi client isolation) and a phone can change subnet mid-call; a host
+can have a second interface on the bridge, or be unplugged (loopback only: a box with no LAN).
+
+Every test that builds namespaces does it here: tests/lan/conftest.py has the module's home (``home``) and a
+fresh LAN per test (``lan``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class Host:
     ipv4: str | None = None
     ipv6: str | None = None
     subnet: str = "main"
+    more_ports: list[str] = field(default_factory=list)  # bridge ports of its interfaces beyond eth0
+    plugged: bool = True
 
     def exec_argv(self, *argv: str) -> list[str]:
         """``argv`` run inside this host's namespace."""
@@ -105,13 +111,39 @@ class Lan:
         """A host on the bridge with ``<subnet>.<index>`` addresses and routes to the home's prefixes."""
         netns = self._netns(name)
         host = Host(name=name, netns=netns, port=f"p-{name}", index=index)
-        run("ip", "-n", self.router, "link", "add", host.port, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        run("ip", "-n", self.router, "link", "set", host.port, "master", "br0", "up")
-        run("ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
-        host.ip("link", "set", "eth0", "up")
+        self._plug(host, host.port, "eth0")
         self.hosts[name] = host
         self.move(host, subnet, ipv4=ipv4, ipv6=ipv6)
         return host
+
+    def _plug(self, host: Host, port: str, dev: str) -> None:
+        """A veth from the bridge (``port``) to ``host`` (``dev``), both ends up."""
+        run("ip", "-n", self.router, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", host.netns)
+        run("ip", "-n", self.router, "link", "set", port, "master", "br0", "up")
+        run("ip", "netns", "exec", host.netns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0")
+        host.ip("link", "set", dev, "up")
+
+    def add_interface(self, host: Host, subnet: str, ipv4: bool = True, ipv6: bool = True) -> str:
+        """One more interface of ``host`` on the bridge, with ``<subnet>.<index>`` addresses and no route beyond
+        that subnet (a box on two networks); returns the device's name (eth1, eth2, ...)."""
+        number = len(host.more_ports) + 1
+        port, dev = f"p-{host.name}-{number}", f"eth{number}"
+        self._plug(host, port, dev)
+        host.more_ports.append(port)
+        v4, v6 = SUBNETS[subnet]
+        if ipv4:
+            host.ip("addr", "add", f"{v4}.{host.index}/24", "dev", dev)
+        if ipv6:
+            host.ip("addr", "add", f"{v6}:{host.index}/64", "dev", dev, "nodad")
+        return dev
+
+    def unplug(self, host: Host) -> None:
+        """Pull ``host``'s cables: its interfaces go with their bridge ports and only loopback is left."""
+        for port in (host.port, *host.more_ports):
+            run("ip", "-n", self.router, "link", "del", port)
+        host.more_ports.clear()
+        host.ipv4 = host.ipv6 = None
+        host.plugged = False
 
     def move(self, host: Host, subnet: str, ipv4: bool = True, ipv6: bool = True) -> None:
         """Give ``host`` addresses on ``subnet`` instead of the ones it had (a phone joining another network)."""
@@ -152,6 +184,8 @@ class Lan:
         """Back to the plain LAN: no isolated port, no filter, every host on the main subnet with both families."""
         run("ip", "netns", "exec", self.router, "nft", "delete", "table", "bridge", f"oc{self.tag}", check=False)
         for host in self.hosts.values():
+            if not host.plugged:
+                continue
             run("ip", "-n", self.router, "link", "set", "dev", host.port, "type", "bridge_slave", "isolated", "off")
             if host.subnet != "main" or not (host.ipv4 and host.ipv6):
                 self.move(host, "main")
