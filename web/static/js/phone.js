@@ -12,6 +12,7 @@ import {api} from './api.js';
 import {ringback, ringtone} from './audio.js';
 import {isCallId, normalize} from './callid.js';
 import {log} from './log.js';
+import {MediaWatchdog} from './watchdog.js';
 
 const STATS_EVERY_MS = 1000;
 // The caller restarts ICE when the connection has been 'disconnected' this long (or at once on 'failed')...
@@ -27,9 +28,6 @@ const SERVER_LOST_MESSAGE = 'Lost the connection to the server, so the call ende
 // After the server connection drops mid-call, how long we wait for a new one to resume the call (the server
 // holds it for signaling.resume_grace, 15 s by default).
 const RESUME_WAIT_MS = 8000;
-// Media watchdog: inbound audio packets are counted this often; this long without a new one is a stall.
-const WATCHDOG_EVERY_MS = 500;
-const STALL_AFTER_MS = 2000;
 
 const isConnected = (pc) => ['connected', 'completed'].includes(pc.connectionState || pc.iceConnectionState);
 
@@ -61,22 +59,6 @@ function micError(err) {
     default:
       return `The microphone could not be started (${(err && err.message) || 'unknown error'}).`;
   }
-}
-
-/** Audio packets received so far on `pc` (all inbound audio streams), or null before there is any. */
-async function inboundPackets(pc) {
-  if (pc.signalingState === 'closed') return null;
-  let report;
-  try {
-    report = await pc.getStats();
-  } catch {
-    return null;
-  }
-  let packets = null;
-  report.forEach((entry) => {
-    if (entry.type === 'inbound-rtp' && (entry.kind || entry.mediaType) === 'audio') packets = (packets || 0) + (entry.packetsReceived || 0);
-  });
-  return packets;
 }
 
 let nextSessionId = 1;
@@ -253,10 +235,7 @@ export class Phone extends EventTarget {
         restartsSent: s.restartsSent,
         restartAttempts: s.restarts,
         restarting: s.restarting,
-        watchdog: s.watchdog ? {
-          packets: s.watchdog.packets, stalled: s.watchdog.stalled, stalls: s.watchdog.stalls,
-          silentMs: s.watchdog.grewAt ? Date.now() - s.watchdog.grewAt : null,
-        } : null,
+        watchdog: s.watchdog ? s.watchdog.state() : null,
       } : null,
     };
   }
@@ -663,46 +642,27 @@ export class Phone extends EventTarget {
   }
 
   /**
-   * Media watchdog, during an answered call: inbound audio packets are counted every 500 ms; when none arrived
-   * for 2 s the network may have changed under us, long before ICE or TCP say so. Then the server connection is
-   * replaced at once (a stalled TCP connection would otherwise go unnoticed for ~45 s) and the caller restarts
-   * ICE — as soon as the new connection has resumed the call (`call-resumed`), since the offer travels on it.
-   * Once per stall: it fires again only after packets flowed again.
+   * The media watchdog (watchdog.js) of an answered call. A stall means the network may have changed under us:
+   * the server connection is replaced at once (a stalled TCP connection would otherwise go unnoticed for ~45 s)
+   * and the caller restarts ICE, as soon as the new connection has resumed the call (`call-resumed`) when the
+   * offer must travel on it. The callee's new connection resumes the call, which tells the caller to restart.
    */
   startWatchdog(s) {
-    if (s.watchdog) return;
-    const dog = {timer: null, busy: false, packets: null, grewAt: Date.now(), stalled: false, stalls: 0};
-    s.watchdog = dog;
-    dog.timer = setInterval(async () => {
-      if (this.session !== s || !s.pc || dog.busy) return;
-      dog.busy = true;
-      try {
-        const packets = await inboundPackets(s.pc);
-        if (this.session !== s || packets === null) return;
-        const now = Date.now();
-        if (dog.packets === null || packets > dog.packets) {
-          if (dog.stalled) log.info('webrtc', `media watchdog: audio packets flow again after ${now - dog.grewAt} ms`);
-          dog.packets = packets;
-          dog.grewAt = now;
-          dog.stalled = false;
-        } else if (!dog.stalled && now - dog.grewAt >= STALL_AFTER_MS) {
-          dog.stalled = true;
-          dog.stalls += 1;
-          log.info('webrtc', `media watchdog: no audio packets for ${now - dog.grewAt} ms: the network may have changed`);
-          this.signaling.forceReconnect('no audio packets arrive');
-          if (s.direction !== 'outgoing') {
-            // The callee's part: its new connection resumes the call, which tells the caller to restart.
-          } else if (this.signaling.socket && this.signaling.socket.connected) {
-            this.restartNow(s, 'no audio packets arrive');
-          } else {
-            // The offer needs the connection just replaced: call-resumed, in a moment, restarts ICE.
-            log.info('webrtc', 'media watchdog: ICE restart as soon as the new server connection resumes the call');
-          }
+    if (s.watchdog || !s.pc) return;
+    s.watchdog = new MediaWatchdog(s.pc, {
+      onFlow: (silentMs) => log.info('webrtc', `media watchdog: audio packets flow again after ${silentMs} ms`),
+      onStall: (silentMs) => {
+        if (this.session !== s) return;
+        log.info('webrtc', `media watchdog: no audio packets for ${silentMs} ms: the network may have changed`);
+        this.signaling.forceReconnect('no audio packets arrive');
+        if (s.direction !== 'outgoing') return;
+        if (this.signaling.socket && this.signaling.socket.connected) {
+          this.restartNow(s, 'no audio packets arrive');
+        } else {
+          log.info('webrtc', 'media watchdog: ICE restart as soon as the new server connection resumes the call');
         }
-      } finally {
-        dog.busy = false;
-      }
-    }, WATCHDOG_EVERY_MS);
+      },
+    });
   }
 
   /** One ICE restart attempt of the caller; after MAX_RESTARTS that did not bring the connection back, the end. */
@@ -830,7 +790,7 @@ export class Phone extends EventTarget {
     ringback.stop();
     this.closeNotification(s);
     clearInterval(s.statsTimer);
-    if (s.watchdog) clearInterval(s.watchdog.timer);
+    if (s.watchdog) s.watchdog.stop();
     clearTimeout(s.resumeTimer);
     this.clearRecovery(s);
     if (s.pc) {
