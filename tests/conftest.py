@@ -10,6 +10,26 @@ import pytest
 
 from tests.support import Server, test_config
 
+TESTS = Path(__file__).resolve().parent
+# What the quick loop (`pytest -m "not slow"`, under a minute) leaves out: browsers, network namespaces, the
+# .deb, coturn, PostgreSQL, Node.js, the CLI's subprocesses, and the tests that wait out grace periods, timeouts,
+# rate-limit windows and batched writes (each of these files takes 5 s or more).
+SLOW = ("lan/", "web/", "appliance/test_deb.py", "appliance/test_cli.py", "appliance/test_observability.py",
+        "turn/test_interop_", "turn/test_fuzz.py", "api/test_postgres.py", "api/test_rate_limits.py",
+        "signaling/test_node_client.py", "signaling/test_resume.py", "signaling/test_shutdown.py",
+        "signaling/test_history.py", "signaling/test_timeouts_and_limits.py", "signaling/test_calls.py",
+        "test_cli.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/lan is marked ``lan``; the slow ones of :data:`SLOW` are marked ``slow``."""
+    for item in items:
+        where = Path(str(item.fspath)).relative_to(TESTS).as_posix()
+        if where.startswith("lan/"):
+            item.add_marker(pytest.mark.lan)
+        if where.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

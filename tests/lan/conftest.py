@@ -26,12 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "lan"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.lan)
-
-
 def require_root_and_tools(*tools: str) -> None:
     if os.geteuid() != 0:
         pytest.fail("tests/lan build network namespaces: run them as root (CI does)", pytrace=False)
