@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from turn.listen import is_wildcard
+
 ENV_CONFIG = "OPENCALL_CONFIG"
 
 
@@ -396,7 +398,7 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     if turn.enabled and turn.port == server.port:
         raise _fail("turn.port", f"must differ from server.port ({server.port})")
     if turn.enabled and turn.relay_ip is None and not _is_ip(turn.advertise) and turn.advertise != "auto" \
-            and ipaddress.ip_address(turn.listen).is_unspecified:
+            and is_wildcard(turn.listen):
         raise _fail("turn.relay_ip", "must be set when turn.advertise is a host name and turn.listen is 0.0.0.0")
     return replace(
         config,

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from opencall.config import Config
 from opencall.netinfo import auto_addresses, is_loopback
 from turn import RelayConfig
+from turn.listen import is_wildcard
 
 LOOPBACK_FIX = ("set turn.advertise to this box's LAN address (e.g. 192.168.1.10), "
                 "or bring up the LAN interface and restart OpenCall")
@@ -26,7 +27,7 @@ def loopback_only(advertised: Iterable[str], binds: Iterable[str]) -> bool:
     (server.host, turn.listen) is a wildcard: the box serves the LAN, but phones are told to reach the
     relay on themselves. Loopback advertised while listening on loopback is a consistent local setup."""
     hosts = list(advertised)
-    wildcard = any(_is_wildcard(bind) for bind in binds)
+    wildcard = any(is_wildcard(bind) for bind in binds)
     return wildcard and bool(hosts) and all(is_loopback(host) for host in hosts)
 
 
@@ -37,7 +38,7 @@ def loopback_problem(config: Config, advertised: Iterable[str]) -> str | None:
     if not turn.enabled or not loopback_only(hosts, (server.host, turn.listen)):
         return None
     wildcards = [f"{key} is {bind}" for key, bind in (("server.host", server.host), ("turn.listen", turn.listen))
-                 if _is_wildcard(bind)]
+                 if is_wildcard(bind)]
     source = "resolves to" if turn.advertise == "auto" else "is"
     return (f"the relay is advertised on loopback only: turn.advertise: {turn.advertise} {source} "
             f"{', '.join(hosts)} while {' and '.join(wildcards)}; phones are told to reach STUN/TURN on "
@@ -70,7 +71,7 @@ def relay_addresses(config: Config, advertised: Iterable[str]) -> tuple[str, str
     if ipv6 is not None:
         return ipv6, None
     # config.parse_config refuses a host-name advertise with a wildcard listen and no relay_ip.
-    assert not _is_wildcard(turn.listen), "unreachable: no relay address"
+    assert not is_wildcard(turn.listen), "unreachable: no relay address"
     return turn.listen, None
 
 
@@ -95,10 +96,3 @@ def relay_config(config: Config, secret: str, advertised: Iterable[str],
         allowed_peers=turn.allowed_peers,
         denied_peers=turn.denied_peers,
     )
-
-
-def _is_wildcard(bind: str) -> bool:
-    try:
-        return ipaddress.ip_address(bind).is_unspecified
-    except ValueError:
-        return False

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from turn.listen import is_wildcard
+
 
 @dataclass(frozen=True, kw_only=True)
 class RelayConfig:
@@ -51,7 +53,7 @@ class RelayConfig:
                     raise ValueError(f"{name}: must be an IP address, got {value!r}") from None
         _check(self.relay_ip6 is None or (":" in self.relay_ip6 and ":" not in self.relay_address),
                "relay_ip6", "must be an IPv6 address, beside an IPv4 relay_ip")
-        _check(self.relay_ip is not None or not self._wildcard(self.listen), "relay_ip",
+        _check(self.relay_ip is not None or not is_wildcard(self.listen), "relay_ip",
                "is required when listen is a wildcard address")
         for name in ("port", "tls_port"):
             value = getattr(self, name)
@@ -77,10 +79,6 @@ class RelayConfig:
                     ipaddress.ip_network(cidr, strict=False)
                 except ValueError:
                     raise ValueError(f"{name}: {cidr!r} is not a CIDR such as 192.168.1.0/24") from None
-
-    @staticmethod
-    def _wildcard(address: str) -> bool:
-        return ipaddress.ip_address(address).is_unspecified
 
     @property
     def relay_address(self) -> str:
