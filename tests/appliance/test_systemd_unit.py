@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import ssl
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from tests.appliance.tools import REPO, ensure_debian_tools
+from tests.appliance.tools import REPO, ensure_debian_tools, self_signed
+from tests.support import Server
 
 UNIT = REPO / "systemd" / "opencall.service"
 
@@ -43,7 +49,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     ("LogsDirectory", "opencall"), ("ConfigurationDirectory", "opencall"), ("NoNewPrivileges", "yes"),
     ("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"), ("PrivateDevices", "yes"),
     ("CapabilityBoundingSet", ""), ("SystemCallFilter", "@system-service"), ("UMask", "0077"),
-    ("Restart", "on-failure"), ("ExecReload", "/bin/kill -HUP $MAINPID"),
+    ("Restart", "on-failure"), ("ExecReload", "/bin/sh -c 'kill -HUP \"$MAINPID\"'"),
 ])
 def test_unit_directive(key: str, value: str) -> None:
     assert _directives().get(key) == [value]
@@ -55,3 +61,27 @@ def test_unit_limits_and_address_families() -> None:
     families = set(directives["RestrictAddressFamilies"][0].split())
     assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= families <= {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"}
     assert directives["ExecStart"] == ["/usr/bin/opencall serve --config /etc/opencall/opencall.yaml"]
+
+
+def test_exec_reload_needs_no_procps(make_server: Callable[..., Server], tmp_path: Path) -> None:
+    """ExecReload as systemd runs it (MAINPID in its environment) on a system without /bin/kill (procps): the
+    running server serves the renewed certificate, still running."""
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    self_signed(cert_path, key_path, "first")
+    server = make_server({"server": {"tls": {"cert": str(cert_path), "key": str(key_path)}}})
+    assert server.proc is not None
+    port = server.config["server"]["port"]
+    second = self_signed(cert_path, key_path, "second")
+    command = shlex.split(_directives()["ExecReload"][0])
+    assert command[0] == "/bin/sh", command
+    empty = tmp_path / "no-procps"  # a PATH with no kill program on it: only the shell's builtin can do it
+    empty.mkdir()
+    done = subprocess.run(command, env={"MAINPID": str(server.proc.pid), "PATH": str(empty)},
+                          capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stderr) == (0, "")
+    deadline = time.monotonic() + 20
+    while x509.load_pem_x509_certificate(ssl.get_server_certificate(("127.0.0.1", port), timeout=30).encode()) \
+            != second:
+        assert time.monotonic() < deadline, "the renewed certificate was not served after ExecReload"
+        time.sleep(0.1)
+    assert server.proc.poll() is None
