@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from opencall import __version__
-from opencall.config import Config, ConfigError, check_files, load_config
+from opencall.config import SYSTEM_CONFIG, Config, ConfigError, check_files, find_config
 
 EXIT_FAILURE, EXIT_CONFIG = 1, 2
 
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"opencall {__version__}")
     with_config = _Parser(add_help=False)
     with_config.add_argument("--config", metavar="PATH", help="config file (default: $OPENCALL_CONFIG, "
-                             "else the embedded defaults)")
+                             f"else {SYSTEM_CONFIG} when it exists, else the embedded defaults)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", parents=[with_config], help="run the web app, REST API, signaling and relay")
     commands.add_parser("check-config", parents=[with_config],
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 def check_config(config: Config) -> int:
     """Print the effective settings of a valid config."""
     scheme = "https" if config.tls_enabled else "http"
-    print(f"config OK: {config.source or 'embedded defaults'}")
+    print("config OK")
     print(f"  web:      {scheme}://{config.server.host}:{config.server.port}")
     print(f"  data_dir: {config.data_dir}")
     print(f"  database: {config.resolved_database_url}")
@@ -97,17 +97,21 @@ def _run(args: argparse.Namespace) -> int:
         from opencall.commands.init_config import init_config
 
         path = init_config(args.path)
-        print(f"wrote {path} (mode 0600, with a new turn.secret); run: opencall serve --config {path}")
+        config = find_config(path)[0]
+        start = "opencall serve" if path == SYSTEM_CONFIG else f"opencall serve --config {path}"
+        print(f"wrote {path} (mode 0600, with a new turn.secret); data_dir: {config.data_dir}, "
+              f"log_file: {config.log_file}; run: {start}")
         return 0
-    config = load_config(args.config)
+    config, which = find_config(args.config)
     if args.command in ("check-config", "serve"):
         check_files(config)
-    if args.command == "check-config":
-        return check_config(config)
     if args.command == "serve":
         from opencall.commands.serve import serve
 
-        return serve(config)
+        return serve(config, which)
+    print(which, flush=True)  # the first line: which config this command acts on
+    if args.command == "check-config":
+        return check_config(config)
     from opencall.privileges import drop_to_owner
 
     drop_to_owner(config.data_dir)  # as root: act as the service user, never leave root-owned files
@@ -131,12 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from opencall.commands.init_config import InitError
     from opencall.commands.users import UserCommandError
+    from opencall.db.setup import DatabaseError
 
     try:
         return _run(args)
     except ConfigError as exc:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
-    except (CommandError, InitError, UserCommandError) as exc:
+    except (CommandError, InitError, UserCommandError, DatabaseError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         what = "cannot start" if args.command == "serve" else "error"

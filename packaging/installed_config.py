@@ -12,7 +12,7 @@ from pathlib import Path
 HEADER = """\
 # /etc/opencall/opencall.yaml, installed by the opencall package. Your edits are kept on upgrade.
 # Apply changes with: systemctl restart opencall   (a renewed certificate only needs: systemctl reload opencall)
-# Check them with:    opencall check-config --config /etc/opencall/opencall.yaml ; opencall doctor
+# Check them with:    sudo opencall check-config ; sudo opencall doctor   (every opencall command reads this file)
 """
 PATHS = {"data_dir": "/var/lib/opencall", "log_file": "/var/log/opencall/opencall.log"}
 # Section keys whose installed value differs from the embedded default: (section, key) -> value.

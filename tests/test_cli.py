@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from opencall.config import SYSTEM_CONFIG, ConfigChoice, choose_config
 from tests.support import free_port
 
 EXIT_CONFIG = 2
@@ -85,15 +86,18 @@ def test_tls_off_and_false_are_accepted(tmp_path: Path, tls: str) -> None:
     path.write_text(f"server:\n  port: 8080\n  tls: {tls}\n")
     result = _run(["check-config", "--config", str(path)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"config OK: {path}" in result.stdout
+    assert result.stdout.splitlines()[:2] == [f"config: {path} (--config)", "config OK"]
     assert "web:      http://0.0.0.0:8080" in result.stdout
 
 
 def test_embedded_defaults_without_a_config_file(tmp_path: Path) -> None:
     result = _run(["check-config"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    if SYSTEM_CONFIG.exists():
+        pytest.skip(f"this host has {SYSTEM_CONFIG}: it is the default")
     lines = result.stdout.splitlines()
-    assert lines[0] == "config OK: embedded defaults"
+    assert lines[:2] == ["config: embedded defaults (no --config, no $OPENCALL_CONFIG, no /etc/opencall/opencall.yaml)",
+                         "config OK"]
     for expected in ("  web:      https://0.0.0.0:8443",
                      f"  data_dir: {tmp_path / 'data'}",
                      f"  database: sqlite://{tmp_path / 'data' / 'opencall.db'}",
@@ -118,7 +122,7 @@ def test_opencall_config_env_is_honoured_by_check_config(tmp_path: Path) -> None
     path.write_text("server:\n  port: 9443\n")
     result = _run(["check-config"], cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
     assert result.returncode == 0, result.stderr
-    assert f"config OK: {path}" in result.stdout
+    assert result.stdout.splitlines()[0] == f"config: {path} ($OPENCALL_CONFIG)"
     assert "web:      https://0.0.0.0:9443" in result.stdout
     assert f"  data_dir: {tmp_path / 'data'}" in result.stdout
 
@@ -144,6 +148,7 @@ def test_serve_reads_opencall_config_and_runs_from_any_directory(tmp_path: Path)
                 assert time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
                 time.sleep(0.1)
         assert response.json() == {"authenticated": False}
+        assert f"INFO opencall: config: {path} ($OPENCALL_CONFIG)" in (tmp_path / "stderr.txt").read_text()
         # Relative data_dir and log_file (the defaults) landed beside the config file, not in /.
         assert (tmp_path / "data" / "opencall.db").is_file()
         assert (tmp_path / "logs" / "opencall.log").is_file()
@@ -171,3 +176,46 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip()
     assert "Traceback" not in result.stderr
+
+
+def test_config_lookup_order() -> None:
+    """--config, else $OPENCALL_CONFIG, else /etc/opencall/opencall.yaml when it exists, else the defaults."""
+    env = {"OPENCALL_CONFIG": "/env.yaml"}
+    assert choose_config("/cli.yaml", env, True) == ConfigChoice(Path("/cli.yaml"), "--config")
+    assert choose_config(None, env, True) == ConfigChoice(Path("/env.yaml"), "$OPENCALL_CONFIG")
+    assert choose_config(None, {"OPENCALL_CONFIG": ""}, True) == ConfigChoice(SYSTEM_CONFIG, "the installed config")
+    assert choose_config(None, {}, True) == ConfigChoice(SYSTEM_CONFIG, "the installed config")
+    assert choose_config(None, {}, False) == ConfigChoice(None, "")
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["doctor"], ["user", "list"]])
+def test_every_command_names_its_config_on_the_first_line(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "opencall.yaml"
+    path.write_text(yaml.safe_dump(_loopback_config(tmp_path, turn={"enabled": False})))
+    by_flag = _run([*command, "--config", str(path)], cwd=Path("/"))
+    assert by_flag.stdout.splitlines()[0] == f"config: {path} (--config)", by_flag
+    by_env = _run(command, cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
+    assert by_env.stdout.splitlines()[0] == f"config: {path} ($OPENCALL_CONFIG)", by_env
+    assert "Traceback" not in by_flag.stderr + by_env.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="writes /etc/opencall/opencall.yaml")
+def test_the_installed_config_is_the_default(tmp_path: Path) -> None:
+    """Only when this host has no /etc/opencall/opencall.yaml: the test writes one and removes it."""
+    if SYSTEM_CONFIG.exists():
+        pytest.skip(f"{SYSTEM_CONFIG} exists on this host; the lookup order is covered by test_config_lookup_order")
+    made_folder = not SYSTEM_CONFIG.parent.exists()
+    SYSTEM_CONFIG.parent.mkdir(exist_ok=True)
+    try:
+        with SYSTEM_CONFIG.open("x") as file:  # never replaces a file that appeared meanwhile
+            file.write(f"server:\n  port: 9444\ndata_dir: {tmp_path / 'state'}\n")
+        try:
+            result = _run(["check-config"], cwd=tmp_path)
+        finally:
+            SYSTEM_CONFIG.unlink()
+    finally:
+        if made_folder:
+            SYSTEM_CONFIG.parent.rmdir()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"config: {SYSTEM_CONFIG} (the installed config)"
+    assert f"  data_dir: {tmp_path / 'state'}" in result.stdout

@@ -11,7 +11,6 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -223,6 +222,3 @@ def turn_secret(config: Config) -> str | None:
     except OSError:
         return None
 
-
-def sqlite_path(database_url: str) -> Path | None:
-    return Path(database_url.removeprefix("sqlite://")) if database_url.startswith("sqlite://") else None

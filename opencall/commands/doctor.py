@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
 
 from tortoise import Tortoise
 from tortoise.connection import get_connection
@@ -17,36 +16,29 @@ from opencall.commands.checks import (
     check_ports,
     local_host,
     running_health,
-    sqlite_path,
     turn_secret,
 )
 from opencall.commands.relayprobe import RelayProbeError, relay_echo
 from opencall.config import Config
 from opencall.db.models import User
-from opencall.db.setup import tortoise_config
+from opencall.db.setup import DatabaseError, connect, redacted, sqlite_path
 
 START_FIX = "start the service: systemctl start opencall (or opencall serve)"
 
 
-def redacted(url: str) -> str:
-    """``url`` with its password hidden."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 async def check_database(config: Config) -> Result:
-    """The database opens, every migration is applied, and it answers a query."""
+    """The database opens (within seconds), every migration is applied, and it answers a query."""
     url = config.resolved_database_url
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return Result("database", False, f"{path} does not exist yet",
                       "start the service once: it creates and migrates the database")
-    settings = tortoise_config(url)
     try:
-        await Tortoise.init(config=settings, _enable_global_fallback=True)
+        settings = await connect(url)
+    except DatabaseError as exc:
+        detail, _, fix = str(exc).partition("; fix: ")
+        return Result("database", False, detail, fix)
+    try:
         executor = MigrationExecutor(get_connection("default"), settings["apps"])
         pending = [step for step in await executor.plan(None) if not step.backward]
         users = await User.all().count() if not pending else 0

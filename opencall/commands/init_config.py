@@ -11,6 +11,7 @@ from pathlib import Path
 from opencall.config import load_config
 
 TEMPLATE = "opencall.yaml.example"  # shipped in the package (a link to the repository's example)
+SYSTEM_PATHS = {"data_dir": Path("/var/lib/opencall"), "log_file": Path("/var/log/opencall/opencall.log")}
 SECRET_LINE = re.compile(r"^(?P<indent>[ \t]+)secret:[ \t]*null\b[^\n#]*(?P<comment>#[^\n]*)?$", re.MULTILINE)
 
 
@@ -35,12 +36,30 @@ def with_secret(text: str, secret: str) -> str:
     return text[:match.start()] + line + text[match.end():]
 
 
+def data_paths(path: Path) -> dict[str, Path]:
+    """Absolute data_dir and log_file for a config written to ``path``: the system's folders (as the .deb uses)
+    for a config under /etc, else ``data`` and ``logs/opencall.log`` next to the file."""
+    if path.is_relative_to("/etc"):
+        return dict(SYSTEM_PATHS)
+    return {"data_dir": path.parent / "data", "log_file": path.parent / "logs" / "opencall.log"}
+
+
+def with_paths(text: str, paths: dict[str, Path]) -> str:
+    """``text`` with its top-level ``data_dir:`` and ``log_file:`` values replaced (comments kept)."""
+    for key, value in paths.items():
+        text, count = re.subn(rf"^{key}:[ \t]*\S+", f"{key}: {value}", text, count=1, flags=re.MULTILINE)
+        if count != 1:
+            raise InitError(f"the example config has no top-level '{key}:' line to fill in")
+    return text
+
+
 def init_config(path: Path) -> Path:
-    """Write the example config with a fresh ``turn.secret`` to ``path`` (0600); never overwrites a file."""
-    path = path.expanduser()
+    """Write the example config with a fresh ``turn.secret`` and absolute :func:`data_paths` to ``path`` (0600);
+    never overwrites a file."""
+    path = Path(os.path.abspath(path.expanduser()))  # absolute, without ".." (a path under /etc stays one)
     if path.is_dir():
         path = path / "opencall.yaml"
-    text = with_secret(template_text(), secrets.token_hex(32))
+    text = with_paths(with_secret(template_text(), secrets.token_hex(32)), data_paths(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -15,6 +15,7 @@ when a secondary address cannot be bound.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from typing import Any
@@ -26,13 +27,20 @@ from opencall.config import Config
 from turn.listen import host_port, listening_sockets
 
 
-def serve(config: Config) -> int:
-    """Run the server until SIGINT/SIGTERM; HTTPS uses the shared, reloadable SSLContext of opencall.tls."""
+def serve(config: Config, which: str = "") -> int:
+    """Run the server until SIGINT/SIGTERM; HTTPS uses the shared, reloadable SSLContext of opencall.tls.
+
+    ``which`` is the line naming the config (logged first). The data folder and the database are checked (and
+    migrated) before anything listens, so a database that cannot be used stops startup within seconds with one
+    line (:class:`opencall.db.setup.DatabaseError`)."""
     from opencall.app import create_app
     from opencall.logs import setup_logging
     from opencall.tls import server_ssl_context
 
     setup_logging(config.log_file, config.log_level)
+    if which:
+        logging.getLogger("opencall").info("%s", which)
+    prepare_storage(config)
     context = server_ssl_context(config)  # makes or checks the certificate before anything listens
     sockets = listening_sockets(config.server.host, config.server.port, socket.SOCK_STREAM)
     try:
@@ -50,6 +58,23 @@ def serve(config: Config) -> int:
         for sock in sockets:
             sock.close()
     return 0
+
+
+def prepare_storage(config: Config) -> None:
+    """Create data_dir, then open and migrate the database once; raises OSError or DatabaseError (one line)."""
+    from opencall.db.setup import close_database, open_database
+
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create data_dir {config.data_dir}: {exc.strerror or exc}; fix: create it for the "
+                      f"service user, or set data_dir in the config") from None
+
+    async def check() -> None:
+        await open_database(config.resolved_database_url)
+        await close_database()
+
+    asyncio.run(check())
 
 
 class MoreServers:

@@ -35,6 +35,9 @@ def read_password(prompt: str = "Password") -> str:
 
 
 async def _with_accounts(config: Config, action: Callable[[Accounts], Awaitable[T]]) -> T:
+    if not config.data_dir.is_dir():  # it holds the key that encrypts API keys, and the SQLite database
+        raise UserCommandError(f"data_dir {config.data_dir} does not exist; fix: pass the config of the running "
+                               f"server (--config PATH), or start the service once: it creates data_dir")
     await open_database(config.resolved_database_url)
     try:
         return await action(Accounts(api_key_cipher(config.data_dir)))

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from opencall import __version__
-from opencall.config import load_config
+from opencall.commands.init_config import data_paths, template_text, with_paths
+from opencall.config import load_config, parse_config
 from tests.appliance.tools import REPO, opencall
 from tests.support import Server
 
@@ -39,12 +40,16 @@ def test_init_writes_the_example_with_a_fresh_secret_and_refuses_to_overwrite(tm
         config = load_config(path)
         assert config.turn.secret is not None and re.fullmatch(r"[0-9a-f]{64}", config.turn.secret)
         secrets.append(config.turn.secret)
-        assert config.data_dir == path.parent / "data"  # the example's relative paths, next to the file
+        assert config.data_dir == path.parent / "data"  # next to the file, written as absolute paths
+        assert f"data_dir: {path.parent / 'data'}  " in path.read_text()
+        assert f"log_file: {path.parent / 'logs' / 'opencall.log'}  " in path.read_text()
     assert secrets[0] != secrets[1]
     # Everything but the secret line is the example, comments included.
     example = (REPO / "opencall.yaml.example").read_text().splitlines()
     written = first.read_text().splitlines()
-    assert [line for line in written if "secret:" not in line] == [line for line in example if "secret:" not in line]
+    changed = ("secret:", "data_dir:", "log_file:")
+    assert [line for line in written if not line.startswith(changed) and "secret:" not in line] == \
+        [line for line in example if not line.startswith(changed) and "secret:" not in line]
 
     before = first.read_text()
     err = _one_line_error(opencall("init", str(first)), 1)
@@ -101,3 +106,18 @@ def test_check_config_shows_metrics_access(tmp_path: Path) -> None:
     result = opencall("check-config", config=path)
     assert result.returncode == 0
     assert "metrics:  on, from 10.0.0.0/8 or with the bearer token" in result.stdout
+
+
+def test_init_under_etc_uses_the_system_folders(tmp_path: Path) -> None:
+    """A config written under /etc keeps its data in /var/lib/opencall and its log in /var/log/opencall (as the
+    .deb does), not in /etc/data; elsewhere data and logs go next to the file, as absolute paths."""
+    assert data_paths(Path("/etc/opencall.yaml")) == {"data_dir": Path("/var/lib/opencall"),
+                                                      "log_file": Path("/var/log/opencall/opencall.log")}
+    assert data_paths(Path("/srv/box/opencall.yaml")) == {"data_dir": Path("/srv/box/data"),
+                                                         "log_file": Path("/srv/box/logs/opencall.log")}
+    text = with_paths(template_text(), data_paths(Path("/etc/opencall/opencall.yaml")))
+    config = parse_config(yaml.safe_load(text), Path("/etc/opencall"))
+    assert (config.data_dir, config.log_file) == (Path("/var/lib/opencall"), Path("/var/log/opencall/opencall.log"))
+    written = opencall("init", "../" + str(tmp_path / "x.yaml"))  # run from /: the same folder
+    assert written.returncode == 0, written.stderr
+    assert f"data_dir: {tmp_path / 'data'}, log_file: {tmp_path / 'logs' / 'opencall.log'}" in written.stdout
