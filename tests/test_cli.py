@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -201,21 +202,25 @@ def test_every_command_names_its_config_on_the_first_line(tmp_path: Path, comman
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="writes /etc/opencall/opencall.yaml")
 def test_the_installed_config_is_the_default(tmp_path: Path) -> None:
-    """Only when this host has no /etc/opencall/opencall.yaml: the test writes one and removes it."""
-    if SYSTEM_CONFIG.exists():
-        pytest.skip(f"{SYSTEM_CONFIG} exists on this host; the lookup order is covered by test_config_lookup_order")
-    made_folder = not SYSTEM_CONFIG.parent.exists()
-    SYSTEM_CONFIG.parent.mkdir(exist_ok=True)
-    try:
-        with SYSTEM_CONFIG.open("x") as file:  # never replaces a file that appeared meanwhile
-            file.write(f"server:\n  port: 9444\ndata_dir: {tmp_path / 'state'}\n")
+    """With no --config and no $OPENCALL_CONFIG, /etc/opencall/opencall.yaml is read. The host's own /etc is
+    never changed when it has that folder: the command runs in a private mount namespace (unshare) where a
+    folder of the test's is bound over /etc/opencall; without the folder, the test makes it and removes it."""
+    folder = tmp_path / "etc-opencall"
+    folder.mkdir()
+    (folder / SYSTEM_CONFIG.name).write_text(f"server:\n  port: 9444\ndata_dir: {tmp_path / 'state'}\n")
+    if SYSTEM_CONFIG.parent.exists():
+        script = f'mount --bind "{folder}" "{SYSTEM_CONFIG.parent}" && exec "$0" -m opencall check-config'
+        environment = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
+        result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                                 sys.executable], cwd=tmp_path, env=environment, capture_output=True, text=True,
+                                timeout=20, check=False)
+    else:
+        SYSTEM_CONFIG.parent.mkdir()
         try:
+            shutil.copy(folder / SYSTEM_CONFIG.name, SYSTEM_CONFIG)
             result = _run(["check-config"], cwd=tmp_path)
         finally:
-            SYSTEM_CONFIG.unlink()
-    finally:
-        if made_folder:
-            SYSTEM_CONFIG.parent.rmdir()
+            shutil.rmtree(SYSTEM_CONFIG.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"config: {SYSTEM_CONFIG} (the installed config)"
     assert f"  data_dir: {tmp_path / 'state'}" in result.stdout
