@@ -1,3 +1,3 @@
 """OpenCall: a self-hosted 1:1 calling appliance."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

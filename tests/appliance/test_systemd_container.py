@@ -159,8 +159,9 @@ def cached_rootfs() -> Path:
     return root
 
 
-def build_deb(out: Path) -> Path:
-    done = subprocess.run([str(REPO / "packaging" / "build-deb"), "--out", str(out)], capture_output=True,
+def build_deb(out: Path, source: Path = REPO) -> Path:
+    """The .deb that ``source``'s own packaging/build-deb makes (this checkout's by default)."""
+    done = subprocess.run([str(source / "packaging" / "build-deb"), "--out", str(out)], capture_output=True,
                           text=True, timeout=1200)
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1])
@@ -298,19 +299,20 @@ class Container:
                 time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+@contextlib.contextmanager
+def booted(workdir: Path, debs: list[Path]) -> Iterator[Container]:
+    """A copy of the cached rootfs with ``debs`` in /root, booted in a test LAN's box namespace; powered off
+    and deleted (with the namespaces) whatever happens."""
     ensure_container_tools()
-    workdir = tmp_path_factory.mktemp("nspawn")
     started = time.monotonic()
     rootfs = cached_rootfs()
     rootfs_seconds = time.monotonic() - started
-    deb = build_deb(workdir / "dist")
     copy = Path(tempfile.mkdtemp(prefix="oc-rootfs-", dir="/var/tmp"))
     machine: Container | None = None
     try:
         subprocess.run(["cp", "-a", f"{rootfs}/.", str(copy)], check=True, timeout=300)
-        shutil.copyfile(deb, copy / "root" / deb.name)
+        for deb in debs:
+            shutil.copyfile(deb, copy / "root" / deb.name)
         with Lan() as lan:
             box, phone = lan.add_host("box", 10), lan.add_host("ph1", 21)
             machine = Container(root=copy, box=box, phone=phone, workdir=workdir)
@@ -318,11 +320,19 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
             machine.boot()
             machine.baseline = set(tree(copy))
             yield machine
-            print(f"\nsystemd container figures: {json.dumps(machine.figures)}")
     finally:
         if machine is not None:
             machine.stop()
         shutil.rmtree(copy, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    ensure_container_tools()
+    workdir = tmp_path_factory.mktemp("nspawn")
+    with booted(workdir, [build_deb(workdir / "dist")]) as machine:
+        yield machine
+        print(f"\nsystemd container figures: {json.dumps(machine.figures)}")
 
 
 def test_install_starts_the_service_as_type_notify(container: Container) -> None:
