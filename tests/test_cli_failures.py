@@ -140,22 +140,25 @@ def test_user_list_without_config_in_an_empty_directory_does_not_hang(tmp_path: 
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="makes files owned by another user")
+def _nobodys_config(shared_dir: Path, mode: int) -> tuple[Path, Path]:
+    """A config whose data_dir (made with ``mode``) belongs to ``nobody``: run as root, the commands act as
+    that owner. Returns (data_dir, config)."""
+    if os.geteuid() != 0:
+        pytest.fail("these tests make files owned by another user: run them as root (CI does)", pytrace=False)
+    data = shared_dir / "data"
+    data.mkdir(mode=mode)
+    os.chown(data, NOBODY, NOBODY)
+    return data, _config(shared_dir, data_dir=str(data))
+
+
 def test_unwritable_data_dir(shared_dir: Path) -> None:
     """Run as root, the commands act as the owner of data_dir (``nobody`` here), who cannot write it."""
-    data = shared_dir / "data"
-    data.mkdir(mode=0o555)
-    os.chown(data, NOBODY, NOBODY)
-    config = _config(shared_dir, data_dir=str(data))
+    data, config = _nobodys_config(shared_dir, 0o555)
     _all_fail(config, str(data), doctor=False, serve=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="makes files owned by another user")
 def test_read_only_database(shared_dir: Path) -> None:
-    data = shared_dir / "data"
-    data.mkdir(mode=0o755)
-    os.chown(data, NOBODY, NOBODY)
-    config = _config(shared_dir, data_dir=str(data))
+    data, config = _nobodys_config(shared_dir, 0o755)
     _add_bob(config)  # made as nobody (the owner of data_dir)
     (data / "opencall.db").chmod(0o444)
     _all_fail(config, str(data / "opencall.db"), doctor=False, serve=False)
