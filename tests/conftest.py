@@ -15,7 +15,7 @@ TESTS = Path(__file__).resolve().parent
 # .deb, coturn, PostgreSQL, Node.js, the CLI's subprocesses, and the tests that wait out grace periods, timeouts,
 # rate-limit windows and batched writes (each of these files takes 5 s or more).
 SLOW = ("lan/", "web/", "appliance/test_deb.py", "appliance/test_systemd_container.py", "appliance/test_upgrade.py",
-        "appliance/test_cli.py", "appliance/test_observability.py",
+        "appliance/test_arm64_emulation.py", "appliance/test_cli.py", "appliance/test_observability.py",
         "turn/test_interop_", "turn/test_fuzz.py", "api/test_postgres.py", "api/test_rate_limits.py",
         "signaling/test_node_client.py", "signaling/test_resume.py", "signaling/test_shutdown.py",
         "signaling/test_history.py", "signaling/test_timeouts_and_limits.py", "signaling/test_calls.py",

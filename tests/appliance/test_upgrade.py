@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.appliance.test_systemd_container import (
+from tests.appliance.nspawn import (
     HISTORY,
     IN_A_CALL,
     LOGIN,
