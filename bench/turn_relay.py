@@ -112,8 +112,11 @@ def start_ours(workdir: Path, port: int, relay_ports: tuple[int, int]) -> subpro
         f"secret: {SECRET}\nrealm: {REALM}\nlisten: 127.0.0.1\nport: {port}\n"
         f"relay_ports: {relay_ports[0]}-{relay_ports[1]}\nallowed_peers: [127.0.0.0/8]\n"
         "max_allocations_per_user: 1000\n"
+        # coturn has no quota per client address; all of uclient's clients, and their EVEN-PORT reservations,
+        # come from 127.0.0.1
+        "max_allocations_per_ip: 1000\n"
         # coturn has no per-source limit on unauthenticated replies; uclient opens all its allocations at once
-        "unauthenticated_burst: 1000\n"
+        "unauthenticated_burst: 1000\nunauthenticated_input_burst: 1000\n"
     )
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "turn", "--config", str(config), "--log-level", "warning"],

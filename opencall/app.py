@@ -10,8 +10,10 @@ from pathlib import Path
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
-from opencall import __version__
+from opencall import __version__, httplimits
 from opencall.api import account, auth, errors, guards, info, public
+from opencall.api.context import anonymous_id
+from opencall.api.cookies import remember_anonymous
 from opencall.appliance import install as install_appliance
 from opencall.config import Config, RateLimits
 from opencall.db.models import User
@@ -20,6 +22,7 @@ from opencall.mdns import Announcement, Announcer
 from opencall.netinfo import url_host
 from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
 from opencall.services.accounts import Accounts
+from opencall.services.anonymous import AnonymousIds
 from opencall.services.call_log import CallRecorder
 from opencall.services.callids import permanent_call_id
 from opencall.services.calls import Signaling
@@ -28,15 +31,13 @@ from opencall.services.invites import Invites
 from opencall.services.presence import Presence
 from opencall.services.ratelimit import RateLimiter
 from opencall.services.registry import Registry
+from opencall.services.relay_policy import CallRelayPolicy
 from opencall.services.secrets_store import api_key_cipher, turn_secret
 from opencall.signaling import server as signaling_server
 from opencall.tls import server_ssl_context
 from turn import TurnServer
 
 log = logging.getLogger("opencall")
-
-# Engine.IO long-polling carries SDP; the REST API has its own 64 KiB limit (api/guards.py).
-REQUEST_MAX_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class AppServices:
     limits: Limits
     public_url: str | None
     call_log: CallRecorder
+    anonymous: AnonymousIds
 
 
 def build_services(config: Config, presence: Presence, advertised: tuple[str, ...]) -> AppServices:
@@ -96,6 +98,7 @@ def build_services(config: Config, presence: Presence, advertised: tuple[str, ..
         limits=Limits.from_config(config.rate_limits),
         public_url=config.server.public_url,
         call_log=CallRecorder(),
+        anonymous=AnonymousIds.from_secret(ice_plan.secret),
     )
 
 
@@ -114,7 +117,8 @@ def web_root() -> Path:
 def create_app(config: Config) -> Sanic:
     """The whole application for ``config``: REST API, static web client, storage lifecycle."""
     app = Sanic("opencall", configure_logging=False)
-    app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
+    httplimits.configure(app, config.server)  # timeouts and size caps; the connection cap is in serve
+    app.ctx.http_gate = httplimits.make_gate(config.server)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
     registry = Registry()
@@ -125,7 +129,11 @@ def create_app(config: Config) -> Sanic:
     relay = None
     if config.turn.enabled:
         context = server_ssl_context(config)
-        relay = TurnServer(relay_config(config, services.ice_plan.secret, advertised, context))
+        settings = relay_config(config, services.ice_plan.secret, advertised, context)
+        # peer_policy call: the relay asks the live calls which peers each principal may reach.
+        may_relay = (CallRelayPolicy(registry, settings.relay_addresses.values())
+                     if config.turn.peer_policy == "call" else None)
+        relay = TurnServer(settings, may_relay=may_relay)
     recorder = services.call_log
     sio = signaling_server.make_socket_server(config.server.public_url)
     signaling = Signaling(
@@ -138,7 +146,7 @@ def create_app(config: Config) -> Sanic:
         resume_grace=config.signaling.resume_grace,
     )
     services.accounts.key_rotation_listeners.append(signaling.key_rotated)
-    signaling_server.attach(app, sio, signaling, services.accounts)
+    signaling_server.attach(app, sio, signaling, services.accounts, services.anonymous)
 
     errors.install(app)
     app.on_request(guards.api_guards)
@@ -148,8 +156,12 @@ def create_app(config: Config) -> Sanic:
     root = web_root()
 
     async def index(request: Request, token: str | None = None) -> HTTPResponse:
-        """The web app; on ``/invite/<token>`` the page reads the token from its own URL."""
-        return await file(root / "index.html")
+        """The web app; on ``/invite/<token>`` the page reads the token from its own URL. A browser without
+        an anonymous id gets one here, before its socket connects: socket and relay credentials share it."""
+        response = await file(root / "index.html")
+        anonymous_id(request)
+        remember_anonymous(request, response)
+        return response
 
     app.add_route(index, "/", name="index")
     app.add_route(index, "/invite/<token:str>", name="invite_page")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from turn.framing import MAX_FRAME, MIN_STREAM_FRAME
 from turn.listen import is_wildcard
 
 ENV_CONFIG = "OPENCALL_CONFIG"
@@ -43,6 +44,15 @@ class ServerConfig:
     port: int = 8443
     public_url: str | None = None
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # HTTPS limits (opencall.httplimits): connections, Sanic's timeouts in seconds, request size in bytes.
+    max_connections: int = 256
+    max_connections_per_ip: int = 64
+    operator_connections: int = 16  # beyond max_connections, for clients in metrics.allow only
+    request_timeout: int = 15  # to receive a whole request, headers and body
+    keep_alive_timeout: int = 30  # an idle kept-alive connection
+    response_timeout: int = 60  # to answer; above Engine.IO's 25 s long-poll
+    tls_handshake_timeout: int = 10
+    max_request_size: int = 1 << 20  # Engine.IO long-polling carries SDP; the REST API has its own 64 KiB
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,17 @@ class TurnConfig:
     credential_ttl: int = 86400
     max_allocations: int = 1000
     max_allocations_per_user: int = 10
+    max_allocations_per_ip: int = 20
+    peer_policy: str = "call"  # call: the other party of a live call only | subnets: allowed_peers
     allowed_peers: tuple[str, ...] = ("auto",)
     denied_peers: tuple[str, ...] = ()
+    # TCP/TLS client connections (turn.RelayConfig); the caps are checked against RLIMIT_NOFILE (opencall.fdlimit).
+    max_connections: int = 256
+    max_connections_per_ip: int = 16
+    connection_idle_timeout: int = 30
+    tls_handshake_timeout: int = 10
+    max_stream_frame: int = 4096
+    stream_write_buffer: int = 65536
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,7 @@ class Config:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+PEER_POLICIES = ("call", "subnets")
 DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")  # RFC 1123 host name label, lower case
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,6 +226,12 @@ def _database_url(key: str, value: Any) -> str:
     if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg", "psycopg"):
         raise _fail(key, f"must be a sqlite:// or postgres:// URL, got {value!r}")
     return text
+
+
+def _peer_policy(key: str, value: Any) -> str:
+    if value not in PEER_POLICIES:
+        raise _fail(key, f"must be one of {', '.join(PEER_POLICIES)}, got {value!r}")
+    return str(value)
 
 
 def _log_level(key: str, value: Any) -> str:
@@ -305,6 +331,14 @@ SERVER_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "port": _port,
     "public_url": _optional(_url(("http", "https"))),
     "tls": _tls,
+    "max_connections": _int(16, 1_000_000),
+    "max_connections_per_ip": _int(1, 1_000_000),
+    "operator_connections": _int(0, 10_000),
+    "request_timeout": _int(1, 3600),
+    "keep_alive_timeout": _int(1, 3600),
+    "response_timeout": _int(30, 3600),
+    "tls_handshake_timeout": _int(1, 300),
+    "max_request_size": _int(64 << 10, 100 << 20),
 }
 TURN_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "enabled": _bool,
@@ -319,8 +353,16 @@ TURN_KEYS: dict[str, Callable[[str, Any], Any]] = {
     "credential_ttl": _int(60, 30 * 86400),
     "max_allocations": _int(1, 1_000_000),
     "max_allocations_per_user": _int(1, 1_000_000),
+    "max_allocations_per_ip": _int(1, 1_000_000),
+    "peer_policy": _peer_policy,
     "allowed_peers": _cidr_list(allow_auto=True),
     "denied_peers": _cidr_list(allow_auto=False),
+    "max_connections": _int(1, 1_000_000),
+    "max_connections_per_ip": _int(1, 1_000_000),
+    "connection_idle_timeout": _int(1, 3600),
+    "tls_handshake_timeout": _int(1, 300),
+    "max_stream_frame": _int(MIN_STREAM_FRAME, MAX_FRAME),
+    "stream_write_buffer": _int(4096, 16 << 20),
 }
 ICE_KEYS: dict[str, Callable[[str, Any], Any]] = {"extra_servers": _ice_servers}
 RATE_LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = {
@@ -394,7 +436,11 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     tls = server.tls
     if tls.mode == "files":
         tls = TlsConfig(mode="files", cert=_resolve(base_dir, tls.cert), key=_resolve(base_dir, tls.key))
-        server = ServerConfig(host=server.host, port=server.port, public_url=server.public_url, tls=tls)
+        server = replace(server, tls=tls)
+    for section, limits in (("server", server), ("turn", config.turn)):
+        if limits.max_connections_per_ip > limits.max_connections:
+            raise _fail(f"{section}.max_connections_per_ip",
+                        f"must be at most {section}.max_connections ({limits.max_connections})")
     turn = config.turn
     if turn.enabled and turn.port == server.port:
         raise _fail("turn.port", f"must differ from server.port ({server.port})")

@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Iterable
 
 from opencall.config import Config
+from opencall.fdlimit import current_limit, relay_share
 from opencall.netinfo import auto_addresses, is_loopback
 from turn import RelayConfig
 from turn.listen import is_wildcard
@@ -77,8 +78,10 @@ def relay_addresses(config: Config, advertised: Iterable[str]) -> tuple[str, str
 
 def relay_config(config: Config, secret: str, advertised: Iterable[str],
                  context: ssl.SSLContext | None) -> RelayConfig:
-    """The relay's settings: listeners from ``turn``, TLS with the HTTPS server's own certificate."""
+    """The relay's settings: listeners from ``turn``, TLS with the HTTPS server's own certificate, caps that
+    leave HTTPS its file descriptors (:func:`opencall.fdlimit.relay_share`)."""
     turn = config.turn
+    share = relay_share(config, current_limit())
     tls_port = turn.tls_port if context is not None else None
     relay_ip, relay_ip6 = relay_addresses(config, advertised)
     return RelayConfig(
@@ -91,8 +94,15 @@ def relay_config(config: Config, secret: str, advertised: Iterable[str],
         relay_ip6=relay_ip6,
         relay_ports=turn.relay_ports,
         realm=turn.realm,
-        max_allocations=turn.max_allocations,
+        max_allocations=share.max_allocations,
         max_allocations_per_user=turn.max_allocations_per_user,
+        max_allocations_per_ip=turn.max_allocations_per_ip,
         allowed_peers=turn.allowed_peers,
         denied_peers=turn.denied_peers,
+        max_connections=share.max_connections,
+        max_connections_per_ip=share.max_connections_per_ip,
+        connection_idle_timeout=turn.connection_idle_timeout,
+        tls_handshake_timeout=turn.tls_handshake_timeout,
+        max_stream_frame=turn.max_stream_frame,
+        stream_write_buffer=turn.stream_write_buffer,
     )

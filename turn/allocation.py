@@ -47,9 +47,11 @@ class Allocation:
         "family",
         "five_tuple",
         "permissions",
+        "refusal_logged",
         "relay",
         "relayed",
         "reservation_token",
+        "source",
         "to_client",
         "to_peer",
         "transaction_id",
@@ -66,8 +68,10 @@ class Allocation:
         family: int,
         expires_at: float,
         counters: Counters,
+        source: str,
     ) -> None:
         self.five_tuple = five_tuple
+        self.source = source  # the client's IP address, for the per-address quota
         self.username = username  # requests on this allocation must use it (441 otherwise, RFC 8656 §5)
         self.user = user  # the user id inside the username, for the per-user quota
         self.transaction_id = transaction_id  # of the Allocate, to recognise its retransmissions
@@ -78,6 +82,7 @@ class Allocation:
         self.relay: RelaySocket | None = None
         self.dont_fragment = False
         self.reservation_token: bytes | None = None
+        self.refusal_logged = False  # a refused peer is logged once per allocation, then only counted
         self.permissions: dict[str, float] = {}  # peer IP -> expiry (RFC 8656 §9)
         self.channels: dict[int, Channel] = {}
         self.channel_by_peer: dict[Address, Channel] = {}
@@ -159,15 +164,28 @@ class Allocation:
         self.to_client.pop(channel.peer, None)
 
 
-class AllocationTable:
-    """Every allocation by 5-tuple, with the quotas of the config (486, RFC 8656 §7.2)."""
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A port held for a later Allocate by EVEN-PORT's R bit (RFC 8656 §7.2): it counts like an allocation."""
 
-    def __init__(self, counters: Counters, max_allocations: int, max_per_user: int) -> None:
+    user: str
+    source: str
+    expires_at: float
+
+
+class AllocationTable:
+    """Every allocation by 5-tuple, with the quotas of the config (486, RFC 8656 §7.2): in all, per user and
+    per client IP address. A port reserved by EVEN-PORT counts against them as an allocation does."""
+
+    def __init__(self, counters: Counters, max_allocations: int, max_per_user: int, max_per_ip: int) -> None:
         self.counters = counters
         self.max_allocations = max_allocations
         self.max_per_user = max_per_user
+        self.max_per_ip = max_per_ip
         self._by_five_tuple: dict[FiveTuple, Allocation] = {}
         self._per_user: dict[str, int] = {}
+        self._per_ip: dict[str, int] = {}
+        self._reservations: dict[bytes, Reservation] = {}
 
     def __len__(self) -> int:
         return len(self._by_five_tuple)
@@ -179,18 +197,19 @@ class AllocationTable:
         """The allocation of ``five_tuple``, if any."""
         return self._by_five_tuple.get(five_tuple)
 
-    def has_room_for(self, user: str) -> bool:
-        """Whether one more allocation fits under both quotas."""
+    def has_room_for(self, user: str, source: str) -> bool:
+        """Whether one more allocation for ``user`` from the IP address ``source`` fits under the quotas."""
         return (
-            len(self._by_five_tuple) < self.max_allocations
+            len(self._by_five_tuple) + len(self._reservations) < self.max_allocations
             and self._per_user.get(user, 0) < self.max_per_user
+            and self._per_ip.get(source, 0) < self.max_per_ip
         )
 
     def add(self, allocation: Allocation) -> None:
         """Register ``allocation``; check :meth:`has_room_for` first."""
         assert allocation.five_tuple not in self._by_five_tuple
         self._by_five_tuple[allocation.five_tuple] = allocation
-        self._per_user[allocation.user] = self._per_user.get(allocation.user, 0) + 1
+        self._count(allocation.user, allocation.source, 1)
         self.counters.allocations += 1
         self.counters.allocations_created += 1
 
@@ -199,16 +218,34 @@ class AllocationTable:
         if self._by_five_tuple.get(allocation.five_tuple) is not allocation:
             return
         del self._by_five_tuple[allocation.five_tuple]
-        left = self._per_user[allocation.user] - 1
-        if left:
-            self._per_user[allocation.user] = left
-        else:
-            del self._per_user[allocation.user]
+        self._count(allocation.user, allocation.source, -1)
         allocation.clear()
         self.counters.allocations -= 1
 
+    def reserve(self, token: bytes, user: str, source: str, until: float) -> None:
+        """Count the port reserved under ``token`` for ``user`` at ``source`` until ``until``."""
+        self._reservations[token] = Reservation(user, source, until)
+        self._count(user, source, 1)
+
+    def unreserve(self, token: bytes) -> None:
+        """Stop counting the reservation of ``token`` (claimed by an Allocate); nothing when there is none."""
+        reservation = self._reservations.pop(token, None)
+        if reservation is not None:
+            self._count(reservation.user, reservation.source, -1)
+
+    def _count(self, user: str, source: str, step: int) -> None:
+        for counts, key in ((self._per_user, user), (self._per_ip, source)):
+            left = counts.get(key, 0) + step
+            if left:
+                counts[key] = left
+            else:
+                del counts[key]
+
     def expire(self, now: float) -> list[Allocation]:
-        """Expire permissions and channels everywhere; remove and return the allocations that expired."""
+        """Expire reservations, permissions and channels everywhere; remove and return the allocations that
+        expired."""
+        for token in [t for t, reservation in self._reservations.items() if reservation.expires_at <= now]:
+            self.unreserve(token)
         gone = []
         for allocation in list(self._by_five_tuple.values()):
             if allocation.expires_at <= now:

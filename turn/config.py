@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from turn.framing import MAX_FRAME, MIN_STREAM_FRAME
 from turn.listen import is_wildcard
 
 
@@ -25,12 +26,21 @@ class RelayConfig:
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # TCP and TLS clients (turn.server.StreamConnection). A client uses one connection per allocation
+    # (RFC 8656 §3.1, §5); each connection holds a file descriptor, so these caps bound the relay's descriptors.
+    max_connections: int = 256  # TCP and TLS connections open at once, all clients together
+    max_connections_per_ip: int = 16
+    connection_idle_timeout: float = 30.0  # seconds a connection may stay without an allocation
+    tls_handshake_timeout: float = 10.0  # seconds for a TLS client to finish its handshake
+    max_stream_frame: int = 4096  # bytes: the longest STUN or ChannelData message read over TCP/TLS
+    stream_write_buffer: int = 65536  # bytes queued to a client that does not read: reading from it pauses
     relay_ip: str | None = None  # relay sockets bind here; default: listen (required when listen is a wildcard)
     relay_ip6: str | None = None  # an IPv6 relay address besides an IPv4 relay_ip (REQUESTED-ADDRESS-FAMILY)
     relay_ports: tuple[int, int] = (49152, 65535)
     realm: str = "opencall"
     max_allocations: int = 1000
     max_allocations_per_user: int = 10
+    max_allocations_per_ip: int = 20  # allocations and EVEN-PORT reservations per client IP address
     allowed_peers: tuple[str, ...] = ("auto",)  # CIDRs; auto = this host's subnets and the relay address
     denied_peers: tuple[str, ...] = ()
     software: str | None = "OpenCall TURN"  # the SOFTWARE attribute of responses; None leaves it out
@@ -41,6 +51,18 @@ class RelayConfig:
     nonce_lifetime: int = 600
     unauthenticated_rate: float = 50.0  # unauthenticated replies per second per client IP (UDP)
     unauthenticated_burst: int = 100
+    # STUN/TURN messages per second per source IP (IPv6: per /64) read from sources that hold no allocation,
+    # UDP and TCP/TLS, spent before decoding; over it, messages are dropped unread (turn.budget).
+    unauthenticated_input_rate: int = 100
+    unauthenticated_input_burst: int = 200
+    # STUN/TURN messages per second per allocation (5-tuple) that miss the relay's fast path: requests (Refresh,
+    # CreatePermission, ChannelBind, Binding) and indications other than the Send indications it relays at once;
+    # ChannelData and those never spend it. Over it, messages are dropped unread. A browser sends a few a second
+    # at most (refreshes every few minutes, a CreatePermission and a ChannelBind per remote candidate, a burst of
+    # them at an ICE restart), so 50/s with a burst of 200 is over ten times what a call needs, while a client that
+    # pipelines requests costs the relay no more than 50 handled messages a second (issue 12).
+    allocation_input_rate: int = 50
+    allocation_input_burst: int = 200
 
     def __post_init__(self) -> None:
         _check(bool(self.secret), "secret", "must be a non-empty string")
@@ -65,8 +87,17 @@ class RelayConfig:
             "tls_port", "needs ssl_context, or tls_cert and tls_key",
         )
         _check(bool(self.realm), "realm", "must be a non-empty string")
-        for name in ("max_allocations", "max_allocations_per_user", "permission_lifetime",
-                     "channel_lifetime", "nonce_lifetime", "unauthenticated_burst"):
+        _check(1 <= self.max_connections_per_ip <= self.max_connections, "max_connections_per_ip",
+               "must be from 1 to max_connections")
+        for name in ("connection_idle_timeout", "tls_handshake_timeout"):
+            _check(0 < getattr(self, name) <= 3600, name, "must be more than 0 and at most 3600 seconds")
+        _check(MIN_STREAM_FRAME <= self.max_stream_frame <= MAX_FRAME, "max_stream_frame",
+               f"must be from {MIN_STREAM_FRAME} to {MAX_FRAME} bytes")
+        _check(self.stream_write_buffer >= 4096, "stream_write_buffer", "must be at least 4096 bytes")
+        for name in ("max_allocations", "max_allocations_per_user", "max_allocations_per_ip",
+                     "permission_lifetime", "channel_lifetime", "nonce_lifetime", "unauthenticated_burst",
+                     "unauthenticated_input_rate", "unauthenticated_input_burst", "allocation_input_rate",
+                     "allocation_input_burst"):
             _check(getattr(self, name) >= 1, name, "must be at least 1")
         _check(self.unauthenticated_rate > 0, "unauthenticated_rate", "must be positive")
         _check(1 <= self.allocation_lifetime <= self.max_allocation_lifetime, "allocation_lifetime",
@@ -139,7 +170,7 @@ def config_from_mapping(raw: Mapping[str, Any], base_dir: Path) -> RelayConfig:
 
 
 _OPTIONAL = {"tls_port", "tls_cert", "tls_key", "relay_ip", "relay_ip6", "software"}
-_NUMBERS = {"unauthenticated_rate"}
+_NUMBERS = {"unauthenticated_rate", "connection_idle_timeout", "tls_handshake_timeout"}
 
 
 def _check_type(key: str, value: Any) -> None:

@@ -22,6 +22,27 @@ class Counters:
     rate_limited: int = 0  # unauthenticated replies not sent because of the per-source rate limit
     amplification_drops: int = 0  # unauthenticated replies not sent because they would exceed 3x the request
     peers_denied: int = 0  # permissions, channels and Send indications refused by the peer policy
+    # TCP and TLS connections (turn.server.StreamConnection): open now, refused at accept, closed by the relay.
+    connections: int = 0
+    connections_refused_global: int = 0  # over max_connections
+    connections_refused_per_ip: int = 0  # over max_connections_per_ip
+    connections_closed_handshake: int = 0  # TLS handshake not done within tls_handshake_timeout, or failed
+    connections_closed_idle: int = 0  # no allocation within connection_idle_timeout
+    connections_closed_oversized: int = 0  # a message longer than max_stream_frame
+    connections_closed_malformed: int = 0  # bytes that are neither STUN nor ChannelData
+    connections_paused: int = 0  # times reading stopped because the client did not read its replies
+    stream_drops: int = 0  # messages to a TCP/TLS client dropped because its queue was full
+    peers_unauthorized: int = 0  # of those, permissions and channels refused by the owner's may_relay callback
+    # Input refused (issue 12): before decoding, and error responses by code (RFC 8489 §6.3, RFC 8656).
+    budget_drops: int = 0  # messages not decoded: their source IP spent its unauthenticated input budget
+    allocation_budget_drops: int = 0  # messages not decoded: their allocation spent its input budget
+    malformed_drops: int = 0  # messages discarded as not well-formed STUN (RFC 8489 §6.3)
+    bad_requests: int = 0  # 400 responses
+    unknown_attributes: int = 0  # 420 responses
+    allocation_mismatches: int = 0  # 437 responses
+    wrong_credentials: int = 0  # 441 responses
+    input_budget_rate: int = 0  # the per-source budget (config), so /metrics shows it beside what it refused
+    input_budget_burst: int = 0
 
     @property
     def packets_relayed(self) -> int:

@@ -34,9 +34,16 @@ def make_credentials(secret: str, user: str, ttl: int, now: float | None = None)
     return TurnCredentials(username, credential_for(secret, username), expires_at)
 
 
+MAX_EXPIRY_DIGITS = 12  # a Unix time; far longer ones would hit int()'s digit limit (a ValueError)
+
+
 def parse_username(username: str) -> tuple[int, str] | None:
-    """Split a time-limited username into (expiry, user id); None when it is not of that shape."""
+    """Split a time-limited username into (expiry, user id); None when it is not of that shape.
+
+    The expiry must be ASCII digits: ``str.isdigit`` alone also accepts digits such as ``²`` that ``int``
+    refuses.
+    """
     expiry, sep, user = username.partition(":")
-    if not sep or not expiry.isdigit() or not user:
+    if not sep or not user or not expiry.isascii() or not expiry.isdigit() or len(expiry) > MAX_EXPIRY_DIGITS:
         return None
     return int(expiry), user

@@ -19,8 +19,8 @@ from turn.auth import Authenticator, Verdict
 from turn.config import RelayConfig
 from turn.counters import Counters
 from turn.framing import CHANNEL_MAX, CHANNEL_MIN
-from turn.policy import PeerPolicy
-from turn.relay import CapacityError
+from turn.policy import PeerAuthorizer, PeerPolicy, canonical_ip
+from turn.relay import RESERVATION_LIFETIME, CapacityError
 
 logger = logging.getLogger("turn")
 
@@ -71,6 +71,7 @@ class Handlers:
         sockets: RelaySockets,
         counters: Counters,
         clock: Callable[[], float] = time.monotonic,
+        may_relay: PeerAuthorizer | None = None,
     ) -> None:
         self.config = config
         self.table = table
@@ -79,6 +80,7 @@ class Handlers:
         self.sockets = sockets
         self.counters = counters
         self.clock = clock
+        self.may_relay = may_relay  # when given, decides instead of the allowed_peers rule (turn.policy)
         self.families = set(config.relay_addresses)
         self.requests: dict[Method, Callable[[stun.Decoded, Client], Reply]] = {
             Method.BINDING: self.binding,
@@ -86,6 +88,10 @@ class Handlers:
             Method.CREATE_PERMISSION: self.create_permission,
             Method.CHANNEL_BIND: self.channel_bind,
         }  # Allocate, which must wait for a socket, is the coroutine :meth:`allocate`
+
+    def unsupported(self, request: stun.Decoded, client: Client) -> Reply:
+        """400 for a request of a method this server does not serve (RFC 8489 §6.3.1)."""
+        return self._error(request, 400, None)
 
     # Binding (RFC 8489 §6.3.1): no credentials, answered on every transport.
 
@@ -127,12 +133,15 @@ class Handlers:
         family = family or stun.IPV4  # the default; with a token, the reservation's family wins (§7.2)
         if token is None and family not in self.families:
             return self._error(request, 440, key)
-        if not self.table.has_room_for(verdict.user):
+        source = client.address[0]
+        if token is not None:
+            self.table.unreserve(token)  # the reserved port becomes this allocation's, and counts as it
+        if not self.table.has_room_for(verdict.user, source):
             return self._error(request, 486, key)
         now = self.clock()
         allocation = Allocation(
             client.five_tuple, verdict.username, verdict.user, request.message.transaction_id,
-            family, now + self._lifetime(attributes.get("LIFETIME")), self.counters,
+            family, now + self._lifetime(attributes.get("LIFETIME")), self.counters, source,
         )
         allocation.dont_fragment = "DONT-FRAGMENT" in attributes
         self.table.add(allocation)  # before the await: counts for quotas, and marks retransmissions
@@ -147,6 +156,8 @@ class Handlers:
         if self.table.get(client.five_tuple) is not allocation:  # the client went away meanwhile
             self.sockets.release(allocation)
             return None
+        if allocation.reservation_token is not None:  # EVEN-PORT's R bit: the next port counts too (§7.2)
+            self.table.reserve(allocation.reservation_token, verdict.user, source, now + RESERVATION_LIFETIME)
         logger.info("allocation %s for %s: relay %s", client.five_tuple, verdict.username, allocation.relayed)
         return self._allocated(request, allocation, client, key)
 
@@ -251,11 +262,12 @@ class Handlers:
         if allocation is None or allocation.relay is None or data is None or not request.peers:
             return
         if request.unknown or 0x0012 in request.invalid:  # a malformed XOR-PEER-ADDRESS voids it
+            self.counters.malformed_drops += 1
             return
         peer = request.peers[0]
         if peer[0] not in allocation.permissions:
             return
-        if peer[1] in self.policy.own_ports and not self.policy.allows(peer):
+        if self.policy.refuses(*peer):
             self.counters.peers_denied += 1
             return
         if "DONT-FRAGMENT" in request.attributes and not allocation.dont_fragment:
@@ -311,16 +323,40 @@ class Handlers:
             if (stun.IPV6 if ":" in peer[0] else stun.IPV4) != allocation.family:
                 return self._error(request, 443, key)
         for peer in peers:
-            if not (self.policy.allows(peer) if ports else self.policy.allows_ip(peer[0])):
+            if not self._may_relay(allocation, peer, ports):
                 self.counters.peers_denied += 1
-                logger.info("peer %s refused for %s", peer, allocation.username)
+                if not allocation.refusal_logged:  # a client retrying must not flood the log
+                    allocation.refusal_logged = True
+                    logger.info("peer %s refused for %s (further refusals on this allocation are only counted)",
+                                peer, allocation.username)
                 return self._error(request, 403, key)
         return None
+
+    def _may_relay(self, allocation: Allocation, peer: Address, ports: bool) -> bool:
+        """The peer policy for ``peer``; with ``ports`` (ChannelBind) its port is checked too (RFC 8656 §9)."""
+        policy = self.policy
+        if self.may_relay is None:
+            return policy.allows(peer) if ports else policy.allows_ip(peer[0])
+        if policy.refuses(peer[0], peer[1] if ports else None):
+            return False
+        if self.may_relay(allocation.user, (str(canonical_ip(peer[0])), peer[1])):
+            return True
+        self.counters.peers_unauthorized += 1
+        return False
 
     def _unknown(self, request: stun.Decoded, key: bytes | None) -> Reply:
         return self._error(request, 420, key, UNKNOWN_ATTRIBUTES=request.unknown)
 
     def _error(self, request: stun.Decoded, code: int, key: bytes | None, **attributes: Any) -> Reply:
+        counters = self.counters
+        if code == 400:
+            counters.bad_requests += 1
+        elif code == 420:
+            counters.unknown_attributes += 1
+        elif code == 437:
+            counters.allocation_mismatches += 1
+        elif code == 441:
+            counters.wrong_credentials += 1
         return Reply(stun.error(request.message, code, SOFTWARE=self.config.software, **attributes), key)
 
     def _success(self, request: stun.Decoded, key: bytes | None = None, **attributes: Any) -> Reply:

@@ -8,6 +8,10 @@ Peer rule: an address is canonicalised first (IPv4-mapped IPv6 becomes IPv4), th
   documentation, or IPv6 forms that embed such an IPv4 address) is allowed only when an ``allowed_peers`` CIDR
   that lies inside that block names it: ``127.0.0.0/8`` allows 127.0.0.1, ``0.0.0.0/0`` does not;
 * any other address is allowed when an ``allowed_peers`` CIDR (or the networks ``auto`` stands for) holds it.
+
+Where data is sent to a port (ChannelBind, Send), a port below :data:`MIN_PEER_PORT` is refused too. The
+owner of the relay can replace the subnet rule (the last two points) with a :data:`PeerAuthorizer`; the
+other refusals stand whatever it answers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+
+# Asked before a permission or channel is installed (RFC 8656 §9, §12): may ``principal``, the user id inside
+# the TURN username, relay to ``peer`` (canonical IP, port)? False is answered with 403.
+PeerAuthorizer = Callable[[str, tuple[str, int]], bool]
+
+# Browsers never use a port below this one for media; a relay that sends there reaches the LAN's services
+# (DNS, NTP, SSDP's neighbours...). RFC 8656 §9 lets the server restrict peer ports (403).
+MIN_PEER_PORT = 1024
 
 SPECIAL_NETWORKS: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(cidr)
@@ -99,19 +111,22 @@ class PeerPolicy:
 
     def allows_ip(self, host: str) -> bool:
         """Whether a permission may be installed for ``host`` (the port plays no part, RFC 8656 §9)."""
-        try:
-            address = canonical_ip(host)
-        except ValueError:
-            return False
-        return self._allows(address)
+        return not self.refuses(host) and self._in_subnets(canonical_ip(host))
 
     def allows(self, peer: tuple[str, int]) -> bool:
         """Whether data may be sent to ``peer``, address and port."""
+        return not self.refuses(*peer) and self._in_subnets(canonical_ip(peer[0]))
+
+    def refuses(self, host: str, port: int | None = None) -> bool:
+        """The refusals no authorizer lifts: an address that is no IP address or lies in ``denied_peers``;
+        with a ``port``, also a port below MIN_PEER_PORT and the server's own listening endpoints."""
         try:
-            address = canonical_ip(peer[0])
+            address = canonical_ip(host)
         except ValueError:
-            return False
-        return self._allows(address) and not self.is_own_endpoint(address, peer[1])
+            return True
+        if self._within(address, self.denied):
+            return True
+        return port is not None and (port < MIN_PEER_PORT or self.is_own_endpoint(address, port))
 
     def is_own_endpoint(self, address: IPAddress, port: int) -> bool:
         """Whether ``address``:``port`` reaches one of the server's own listening sockets."""
@@ -120,9 +135,7 @@ class PeerPolicy:
             for net, own_port in self.own_endpoints
         )
 
-    def _allows(self, address: IPAddress) -> bool:
-        if self._within(address, self.denied):
-            return False
+    def _in_subnets(self, address: IPAddress) -> bool:
         for candidate in (address, *embedded_ipv4(address)):
             block = special_network(candidate)
             if block is not None and not any(

@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -18,23 +19,29 @@ from typing import Any, cast
 from aioice.stun import Class, Method
 
 from turn import stun
-from turn.allocation import Address, Allocation, AllocationTable
+from turn.allocation import Address, Allocation, AllocationTable, FiveTuple
 from turn.auth import Authenticator
+from turn.budget import InputBudget
 from turn.config import RelayConfig
 from turn.counters import Counters
-from turn.framing import PADDING, StreamFramer
+from turn.framing import PADDING, FrameTooLarge, StreamFramer
+from turn.gate import GLOBAL_LIMIT, ConnectionGate
 from turn.handlers import Client, Handlers, Reply
 from turn.listen import listening_sockets
 from turn.netinfo import host_interfaces
-from turn.policy import IPNetwork, PeerPolicy, RateLimiter, parse_networks
+from turn.policy import MIN_PEER_PORT, IPNetwork, PeerAuthorizer, PeerPolicy, RateLimiter, parse_networks
 from turn.relay import CapacityError, RelayPorts, RelayProtocol, RelayProtocol6, set_dont_fragment
+from turn.tlsaccept import secure
 
 logger = logging.getLogger("turn")
 
 AMPLIFICATION = 3  # an unauthenticated UDP reply is at most this many times the size of its request
 SWEEP_INTERVAL = 1.0  # seconds between expiry sweeps; lifetimes are honoured to within this
 LISTENER_BUFFER = 4 << 20
-STREAM_WRITE_LIMIT = 1 << 20  # bytes queued to a slow TCP/TLS client beyond which relayed data is dropped
+# Frames of one TCP/TLS connection handled per callback of the event loop: 64 Binding requests are ~3 ms
+# (40-60 µs each). The loop hands over up to 256 KB per read, 12,800 pipelined Bindings, half a second
+# during which HTTPS would not be served (issue 12); the rest waits for the loop's next turns.
+FRAMES_PER_CALLBACK = 64
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -45,15 +52,37 @@ def client_address(addr: Any) -> Address:
     return (host[7:], port) if host.startswith("::ffff:") and "." in host else (host, port)
 
 
-class Route:
-    """What the hot paths need of one allocation: its live channels, permissions and relay socket."""
+def _route_key(five_tuple: FiveTuple) -> Any:
+    """The key of ``routes``: the client address for UDP, the whole 5-tuple for TCP and TLS."""
+    return five_tuple[2] if five_tuple[0] == "udp" else five_tuple
 
-    __slots__ = ("permissions", "sendto", "to_peer")
+
+class Route:
+    """What the hot paths need of one allocation: its live channels, permissions and relay socket; and the
+    token bucket of its messages that miss them (``allocation_input_rate`` and ``_burst``)."""
+
+    __slots__ = ("permissions", "sendto", "spent_at", "to_peer", "tokens")
 
     def __init__(self, allocation: Allocation, sendto: Callable[[bytes, Address], None]) -> None:
         self.to_peer = allocation.to_peer  # the allocation's own dicts, kept current by it
         self.permissions = allocation.permissions
         self.sendto = sendto
+        self.tokens = 0.0
+        self.spent_at = float("-inf")  # never spent: the bucket refills to its burst on the first spend
+
+    def available(self, now: float, rate: int, burst: int) -> float:
+        """The tokens of this allocation's input budget at ``now``."""
+        return min(burst, self.tokens + (now - self.spent_at) * rate)
+
+    def spend(self, now: float, rate: int, burst: int) -> bool:
+        """Take one token of this allocation's input budget; False when none is left."""
+        tokens = self.available(now, rate, burst)
+        self.spent_at = now
+        if tokens < 1:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1
+        return True
 
 
 def build_peer_policy(config: RelayConfig, interfaces: Iterable[Interface]) -> PeerPolicy:
@@ -84,7 +113,8 @@ class TurnServer:
     """The STUN/TURN relay of a :class:`RelayConfig`; run it in any asyncio loop with start() and stop().
 
     ``counters`` is live from construction on. ``clock`` (monotonic seconds, for lifetimes) and ``wall_clock``
-    (Unix time, for credential and nonce expiry) can be replaced in tests.
+    (Unix time, for credential and nonce expiry) can be replaced in tests. ``may_relay``, when given, decides
+    which peers each user may relay to instead of ``allowed_peers`` (see turn.policy).
     """
 
     def __init__(
@@ -93,21 +123,28 @@ class TurnServer:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        may_relay: PeerAuthorizer | None = None,
     ) -> None:
         self.config = config
         self.counters = Counters()
         self.clock = clock
-        self.table = AllocationTable(self.counters, config.max_allocations, config.max_allocations_per_user)
+        self.may_relay = may_relay  # replaces the allowed_peers rule when given (turn.policy)
+        self.table = AllocationTable(self.counters, config.max_allocations, config.max_allocations_per_user,
+                                     config.max_allocations_per_ip)
         self.auth = Authenticator(config.secret, config.realm, config.nonce_lifetime, wall_clock)
         self.ports = {
             family: RelayPorts(address, config.relay_ports, clock)
             for family, address in config.relay_addresses.items()
         }
         self.limiter = RateLimiter(config.unauthenticated_rate, config.unauthenticated_burst, clock)
+        self.budget = InputBudget(config.unauthenticated_input_rate, config.unauthenticated_input_burst, clock)
+        self.counters.input_budget_rate = config.unauthenticated_input_rate
+        self.counters.input_budget_burst = config.unauthenticated_input_burst
         self.handlers: Handlers | None = None
         self._udp: list[asyncio.DatagramTransport] = []  # one per listening address; replies leave by the same
         self._stream_servers: list[asyncio.Server] = []
         self._connections: set[StreamConnection] = set()
+        self.gate = ConnectionGate(config.max_connections, config.max_connections_per_ip)
         self.routes: dict[Any, Route] = {}  # by client address (UDP) or 5-tuple (TCP, TLS)
         self._own_ports = frozenset(port for port in (config.port, config.tls_port) if port is not None)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,7 +171,8 @@ class TurnServer:
         config = self.config
         loop = asyncio.get_running_loop()
         policy = build_peer_policy(config, host_interfaces())
-        self.handlers = Handlers(config, self.table, self.auth, policy, self, self.counters, self.clock)
+        self.handlers = Handlers(config, self.table, self.auth, policy, self, self.counters, self.clock,
+                                 may_relay=self.may_relay)
         pending: list[socket.socket] = []  # bound, not yet owned by a transport: closed if start() fails
         try:
             udp = listening_sockets(config.listen, config.port, socket.SOCK_DGRAM)
@@ -154,8 +192,10 @@ class TurnServer:
                 self._udp.append(transport)
             for kind, sockets, context in (("tcp", tcp, None), ("tls", tls_sockets, tls)):
                 for sock in sockets:
-                    factory = partial(StreamConnection, self, kind)
-                    self._stream_servers.append(await loop.create_server(factory, sock=sock, ssl=context))
+                    # Plain TCP servers: StreamConnection does the TLS handshake itself (turn.tlsaccept), so a
+                    # connection counts against the caps from accept on, not only once its handshake is done.
+                    factory = partial(StreamConnection, self, kind, context)
+                    self._stream_servers.append(await loop.create_server(factory, sock=sock))
                     pending.remove(sock)
         except BaseException:
             for sock in pending:
@@ -238,8 +278,7 @@ class TurnServer:
 
     @staticmethod
     def _route_key(allocation: Allocation) -> Any:
-        five_tuple = allocation.five_tuple
-        return five_tuple[2] if five_tuple[0] == "udp" else five_tuple
+        return _route_key(allocation.five_tuple)
 
     def set_dont_fragment(self, allocation: Allocation) -> None:
         """Set DF on ``allocation``'s relay socket for the rest of its life."""
@@ -259,8 +298,8 @@ class TurnServer:
         peer, payload = parsed
         if peer[0] not in route.permissions:
             return True  # no permission: silently dropped
-        if peer[1] in self._own_ports:
-            return False  # maybe one of our own listening sockets: the handler applies the whole policy
+        if peer[1] in self._own_ports or peer[1] < MIN_PEER_PORT:
+            return False  # a low port, or maybe one of our own listening sockets: the handler applies the policy
         route.sendto(payload, peer)
         counters = self.counters
         counters.packets_to_peers += 1
@@ -268,13 +307,28 @@ class TurnServer:
         return True
 
     def on_stun(self, data: bytes, client: Client) -> None:
-        """Handle one STUN message from ``client``; malformed ones are dropped (RFC 8489 §6.3)."""
+        """Handle one STUN message from ``client``; malformed ones are dropped (RFC 8489 §6.3).
+
+        Every message is dropped unread when its budget is spent: a client without an allocation spends its
+        source's (``unauthenticated_input_*``), one with an allocation spends the allocation's own
+        (``allocation_input_*``), so that other sources do not starve it. ChannelData and the Send indications
+        of the fast path never come here, so they spend neither.
+        """
         handlers = self.handlers
         if handlers is None:
+            return
+        route = self.routes.get(_route_key(client.five_tuple))
+        if route is None:
+            if not self.budget.allow(client.address[0]):
+                self.counters.budget_drops += 1
+                return
+        elif not route.spend(self.clock(), self.config.allocation_input_rate, self.config.allocation_input_burst):
+            self.counters.allocation_budget_drops += 1
             return
         try:
             request = stun.decode(data)
         except ValueError:
+            self.counters.malformed_drops += 1
             return
         message = request.message
         if message.message_class == Class.REQUEST:
@@ -284,11 +338,7 @@ class TurnServer:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return
-            handler = handlers.requests.get(method)
-            if handler is None:
-                reply = Reply(stun.error(message, 400, SOFTWARE=self.config.software))
-            else:
-                reply = handler(request, client)
+            reply = handlers.requests.get(method, handlers.unsupported)(request, client)
             self._send_reply(reply, request, client, len(data))
         elif message.message_class == Class.INDICATION and message.message_method == Method.SEND:
             handlers.send(request, client)
@@ -326,6 +376,8 @@ class TurnServer:
     def on_connection_lost(self, connection: StreamConnection) -> None:
         """A TCP/TLS client went away: so does its allocation (RFC 8656 §3.1)."""
         self._connections.discard(connection)
+        if connection.client is None:
+            return  # refused, or closed before its TLS handshake was done: it cannot have allocated
         allocation = self.table.get(connection.client.five_tuple)
         if allocation is not None and self.handlers is not None:
             self.handlers.delete(allocation)
@@ -343,6 +395,7 @@ class TurnServer:
         for ports in self.ports.values():
             ports.expire()
         self.limiter.prune()
+        self.budget.prune()
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -392,31 +445,146 @@ class UdpListener(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP or TLS client: framing in (RFC 8656 §12.5), padding out, allocation gone with the connection."""
+    """One TCP or TLS client: framing in (RFC 8656 §12.5), padding out, allocation gone with the connection.
 
-    def __init__(self, server: TurnServer, kind: str) -> None:
+    Limits, so that no client holds more than its share of descriptors and memory:
+
+    - admitted by the server's :class:`ConnectionGate` (``max_connections``, ``max_connections_per_ip``) when
+      the TCP connection is accepted, before any TLS handshake, and closed at once when refused;
+    - TLS (RFC 8656 §5: TURN over TLS on ``tls_port``) is started here (turn.tlsaccept) with its
+      ``tls_handshake_timeout``;
+    - closed when it has held no allocation for ``connection_idle_timeout`` seconds: over TCP and TLS an
+      allocation lives on its connection (RFC 8656 §3.1), so a connection without one serves nothing;
+    - at most one partial message of ``max_stream_frame`` bytes is buffered (:class:`StreamFramer`);
+    - back-pressure: once ``stream_write_buffer`` bytes wait for a client that does not read, reading from it
+      stops (``pause_writing``) until they drain to a quarter, and messages to it meanwhile are dropped; the
+      socket's kernel send buffer (SO_SNDBUF) is set to the same size;
+    - at most ``FRAMES_PER_CALLBACK`` frames are handled per callback: while more wait, reading is paused and
+      the rest is handled, in order, from ``loop.call_soon``; not while writing is paused.
+    """
+
+    def __init__(self, server: TurnServer, kind: str, tls: ssl.SSLContext | None = None) -> None:
         self.server = server
         self.kind = kind
-        self.framer = StreamFramer()
-        self.transport: asyncio.Transport
-        self.client: Client
+        self.tls = tls
+        self.framer = StreamFramer(server.config.max_stream_frame)
+        self.write_limit = server.config.stream_write_buffer
+        self.transport: asyncio.Transport  # the TCP transport, then the TLS one once the handshake is done
+        self.client: Client | None = None  # set once the connection carries STUN/TURN
+        self.ip = ""
+        self._admitted = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._backlog = False  # the framer holds whole frames not handled yet; reading is paused meanwhile
+        self._writing_paused = False
+        self._throttle: asyncio.TimerHandle | None = None  # its allocation's input budget is spent: not read
+        self._next: asyncio.Handle | None = None  # the callback that handles the backlog's next frames
+        self._raw: bytearray | None = None  # TLS records read before the handshake started (turn.tlsaccept)
+        # What the TLS layer decrypts in the step that completes the handshake, before the transport is ours.
+        self._early = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        raw = cast(asyncio.Transport, transport)
+        server = self.server
+        self.ip = client_address(raw.get_extra_info("peername"))[0]
+        refusal = server.gate.admit(self.ip)
+        if refusal is not None:
+            if refusal == GLOBAL_LIMIT:
+                server.counters.connections_refused_global += 1
+            else:
+                server.counters.connections_refused_per_ip += 1
+            raw.abort()
+            return
+        self._admitted = True
+        server.counters.connections = server.gate.open
+        sock = raw.get_extra_info("socket")
+        if sock is not None:  # the kernel's queue to the client too, which it would otherwise grow to megabytes
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.write_limit)
+        self.transport = raw
+        server._connections.add(self)
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(server.config.connection_idle_timeout, self._check_idle)
+        if self.tls is None:
+            self._serve(raw)
+            return
+        self._raw = bytearray()
+        task = loop.create_task(self._handshake(raw, self.tls))
+        server._tasks.add(task)
+        task.add_done_callback(server._tasks.discard)
+
+    async def _handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        early, self._raw = bytes(self._raw or b""), None
+        try:
+            transport = await secure(raw, self, context, self.server.config.tls_handshake_timeout, early)
+        except OSError:  # timed out (ConnectionAbortedError), a bad handshake (SSLError), or the client left
+            if self._idle is not None:  # else the idle check closed it, and counted it
+                self.server.counters.connections_closed_handshake += 1
+            raw.abort()
+            self._release()
+            return
+        except BaseException:
+            raw.abort()
+            self._release()
+            raise
+        # Bytes the TLS layer reads ahead while reading is paused; its transport has the method, the typeshed's
+        # Transport does not declare it.
+        cast(Any, transport).set_read_buffer_limits(high=self.framer.max_frame)
+        self._serve(transport)
+
+    def _serve(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.write_limit, low=self.write_limit // 4)
         peer = transport.get_extra_info("peername")
         five_tuple = (self.kind, transport.get_extra_info("sockname"), peer)
         self.client = Client(five_tuple, client_address(peer), self.send, None, spoofable=False)
-        self.server._connections.add(self)
+        if self._early:
+            early = bytes(self._early)
+            self._early.clear()
+            self.data_received(early)
+
+    def _check_idle(self) -> None:
+        """Close the connection if it holds no allocation; else look again one timeout later."""
+        server = self.server
+        if self.client is not None and server.table.get(self.client.five_tuple) is not None:
+            self._idle = asyncio.get_running_loop().call_later(server.config.connection_idle_timeout,
+                                                               self._check_idle)
+            return
+        self._idle = None
+        server.counters.connections_closed_idle += 1
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._raw is not None:
+            self._raw += data
+            return
+        client = self.client
+        if client is None:
+            self._early += data
+        elif self._backlog or self._writing_paused or self._throttle:  # read ahead of a pause: waits its turn
+            self.framer.feed(data, 0)
+            self._backlog = True
+        else:
+            self._handle(data, client)
+
+    def _handle_backlog(self) -> None:
+        self._next = None
+        if self.client is not None and not self.transport.is_closing():
+            self._handle(b"", self.client)
+
+    def _handle(self, data: bytes, client: Client) -> None:
+        """Handle at most ``FRAMES_PER_CALLBACK`` frames; schedule the rest, or resume reading once none waits."""
         try:
-            frames = self.framer.feed(data)
+            frames = self.framer.feed(data, FRAMES_PER_CALLBACK)
+        except FrameTooLarge:
+            self.server.counters.connections_closed_oversized += 1
+            self.transport.abort()
+            return
         except ValueError:
+            self.server.counters.connections_closed_malformed += 1
             self.transport.abort()
             return
         server = self.server
         for frame in frames:
-            route = server.routes.get(self.client.five_tuple)
+            route = server.routes.get(client.five_tuple)
             if frame[0] >= 0x40:  # ChannelData, padded (RFC 8656 §12.5)
                 peer = route.to_peer.get(frame[0] << 8 | frame[1]) if route is not None else None
                 if route is not None and peer is not None:
@@ -427,13 +595,87 @@ class StreamConnection(asyncio.Protocol):
                     counters.bytes_to_peers += size
             elif not (route is not None and frame[1] == 0x16 and frame[0] == 0
                       and server.relay_send_indication(route, frame)):
-                server.on_stun(frame, self.client)
+                server.on_stun(frame, client)
+        config = server.config
+        route = server.routes.get(client.five_tuple)
+        tokens = config.allocation_input_burst if route is None else route.available(
+            server.clock(), config.allocation_input_rate, config.allocation_input_burst)
+        if tokens < 1 and not self.transport.is_closing():
+            # Its allocation's input budget is spent (on_stun drops what it sends): read nothing more from it
+            # until a token is back, so that a pipelining client costs the budget's CPU, not its write rate's.
+            self._hold()
+            self._throttle = asyncio.get_running_loop().call_later((1 - tokens) / config.allocation_input_rate,
+                                                                   self._unthrottle)
+            if len(frames) == FRAMES_PER_CALLBACK:
+                self._backlog = True
+            return
+        if len(frames) == FRAMES_PER_CALLBACK:  # more may wait
+            if not self._backlog:
+                self._backlog = True
+                self.transport.pause_reading()
+            if not self._writing_paused and not self.transport.is_closing():
+                self._next = asyncio.get_running_loop().call_soon(self._handle_backlog)
+        elif self._backlog:
+            self._backlog = False
+            if not self._writing_paused:
+                self.transport.resume_reading()
+
+    def _hold(self) -> None:
+        """Stop reading (unless already stopped for a backlog or a client that does not read)."""
+        if not (self._backlog or self._writing_paused or self._throttle):
+            self.transport.pause_reading()
+
+    def _unthrottle(self) -> None:
+        self._throttle = None
+        if not self._writing_paused:
+            self._go_on()
+
+    def _go_on(self) -> None:
+        """Reading may go on: the backlog first, then the socket."""
+        if self.transport.is_closing():
+            return
+        if self._backlog:
+            if self._next is None:
+                self._next = asyncio.get_running_loop().call_soon(self._handle_backlog)
+        else:
+            self.transport.resume_reading()
 
     def send(self, data: bytes, _addr: Any = None) -> None:
-        """Write a message to the client, padded to a multiple of 4 bytes; dropped when the client lags."""
-        if self.transport.is_closing() or self.transport.get_write_buffer_size() > STREAM_WRITE_LIMIT:
+        """Write a message to the client, padded to a multiple of 4 bytes; dropped while its queue is full."""
+        transport = self.transport
+        if transport.is_closing():
             return
-        self.transport.write(data + PADDING[len(data) % 4])
+        if transport.get_write_buffer_size() >= self.write_limit:
+            self.server.counters.stream_drops += 1
+            return
+        transport.write(data + PADDING[len(data) % 4])
+
+    def pause_writing(self) -> None:
+        """The client does not read: stop reading and handling its requests until it catches up."""
+        self.server.counters.connections_paused += 1
+        self._hold()
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if not self._throttle:
+            self._go_on()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.on_connection_lost(self)
+        self._release()
+
+    def _release(self) -> None:
+        """Give back this connection's place in the caps and its allocation; once, however it ended."""
+        if not self._admitted:
+            return
+        self._admitted = False
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._next is not None:
+            self._next.cancel()
+        if self._throttle is not None:
+            self._throttle.cancel()
+        server = self.server
+        server.gate.release(self.ip)
+        server.counters.connections = server.gate.open
+        server.on_connection_lost(self)

@@ -12,11 +12,16 @@ here uses it for that. Two things it cannot do for a server, and the reason this
   the first counts, RFC 8489 §14; a CreatePermission may carry several XOR-PEER-ADDRESS, RFC 8656 §10.1),
   does not check the magic cookie or attribute lengths, and lets some malformed values raise ``struct.error``.
   :func:`decode` therefore walks the attributes itself and hands each value to aioice's unpacker.
+
+:func:`decode` does work linear in the size of its input, with hard caps: at most :data:`MAX_ATTRIBUTES`
+attributes are read (a message with more is discarded), at most :data:`MAX_UNKNOWN` unknown types are listed
+for a 420, so a message costs time linear in its size and never more than a fixed bound.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import socket
 import struct
@@ -100,6 +105,23 @@ def _unpack_address_error(data: bytes) -> tuple[int, int, str]:
     return data[0], (data[2] & 0x07) * 100 + data[3], data[4:].decode()
 
 
+def unpack_xor_address(data: bytes, transaction_id: bytes) -> tuple[str, int]:
+    """An XOR-MAPPED/PEER/RELAYED-ADDRESS value (RFC 8489 §14.2): aioice's result, with the XOR done on
+    integers (aioice XORs byte by byte, ~10 µs an address, and a CreatePermission may carry dozens)."""
+    size = len(data)
+    if size < 4:
+        raise ValueError("STUN address length is less than 4 bytes")
+    port = int.from_bytes(data[2:4], "big") ^ (COOKIE >> 16)
+    if data[1] == IPV4 and size == 8:
+        return socket.inet_ntoa((int.from_bytes(data[4:8], "big") ^ COOKIE).to_bytes(4, "big")), port
+    if data[1] == IPV6 and size == 20:
+        address = int.from_bytes(data[4:20], "big") ^ int.from_bytes(struct.pack("!I", COOKIE) + transaction_id, "big")
+        if address >> 48 == 0:  # inet_ntop writes ::a.b.c.d and ::ffff:a.b.c.d where ipaddress writes hex
+            return str(ipaddress.IPv6Address(address)), port
+        return socket.inet_ntop(socket.AF_INET6, address.to_bytes(16, "big")), port
+    raise ValueError("STUN address has an unknown family or a wrong length")
+
+
 def _unpack_empty(data: bytes) -> None:
     if data:
         raise ValueError("attribute must be empty")
@@ -148,7 +170,12 @@ UNDERSTOOD = frozenset(
         0x8028,  # FINGERPRINT
     }
 )
+# Hard caps on the work one message may cost. Real clients send fewer than 12 attributes a message (Chrome,
+# Firefox, aioice, coturn); a CreatePermission may carry several XOR-PEER-ADDRESS (RFC 8656 §10.1).
+MAX_ATTRIBUTES = 64  # a message with more attributes is discarded, whatever they are
+MAX_UNKNOWN = 16  # unknown comprehension-required types listed in UNKNOWN-ATTRIBUTES (RFC 8489 §14.13)
 _MESSAGE_INTEGRITY = 0x0008
+_CHANNEL_NUMBER = 0x000C
 _XOR_PEER_ADDRESS = 0x0012
 _FINGERPRINT = 0x8028
 _TYPES = frozenset(int(m) | int(c) for m in Method for c in Class)
@@ -192,8 +219,13 @@ def decode(data: bytes) -> Decoded:
         raise ValueError("STUN message length does not match")
     decoded = Decoded(Message(Method(message_type & 0x3EEF), Class(message_type & 0x0110), transaction_id))
     attributes = decoded.message.attributes
+    unknown: set[int] = set()  # the types in decoded.unknown: a set keeps the duplicate check O(1)
+    count = 0
     pos = HEADER_LENGTH
     while pos < end:
+        count += 1
+        if count > MAX_ATTRIBUTES:
+            raise ValueError(f"more than {MAX_ATTRIBUTES} STUN attributes")
         if pos + 4 > end:
             raise ValueError("truncated STUN attribute header")
         kind, size = ATTRIBUTE_HEADER.unpack_from(data, pos)
@@ -210,15 +242,18 @@ def decode(data: bytes) -> Decoded:
         elif decoded.signed is not None:
             pass  # attributes after MESSAGE-INTEGRITY are ignored (RFC 8489 §14.5)
         elif kind not in UNDERSTOOD:
-            if kind < 0x8000 and kind not in decoded.unknown:
+            if kind < 0x8000 and kind not in unknown and len(unknown) < MAX_UNKNOWN:
+                unknown.add(kind)
                 decoded.unknown.append(kind)
         else:
             _, name, _, unpack = stun.ATTRIBUTES_BY_TYPE[kind]
             try:
                 if unpack is stun.unpack_xor_address:
-                    parsed = unpack(value, transaction_id)
+                    parsed = unpack_xor_address(value, transaction_id)
                 elif kind == _MESSAGE_INTEGRITY and size != 20:
                     raise ValueError("MESSAGE-INTEGRITY must be 20 bytes")
+                elif kind == _CHANNEL_NUMBER and size != 4:
+                    raise ValueError("CHANNEL-NUMBER must be 4 bytes")  # RFC 8656 §18.1
                 else:
                     parsed = unpack(value)
             except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
@@ -345,7 +380,9 @@ def parse_send_indication(data: bytes) -> tuple[tuple[str, int], bytes] | None:
         return None
     peer = payload = None
     pos = HEADER_LENGTH
-    while pos + 4 <= size:
+    for _ in range(MAX_ATTRIBUTES):  # more attributes leave pos short of size: None, and decode refuses it
+        if pos + 4 > size:
+            break
         kind, length = ATTRIBUTE_HEADER.unpack_from(data, pos)
         end = pos + 4 + length
         if end > size:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,10 +77,12 @@ async def require_user(request: Request) -> User:
 
 
 def anonymous_id(request: Request) -> str:
-    """A stable id for a browser without an account, kept in a cookie set by :func:`remember_anonymous`."""
-    current = request.cookies.get(ANON_COOKIE) or ""
-    if current.startswith("anon-") and len(current) == 17 and current[5:].isalnum():
+    """A stable id for a browser without an account, minted and signed by the server (services/anonymous.py)
+    and kept in a cookie set by :func:`remember_anonymous`."""
+    anonymous = services(request).anonymous
+    current = anonymous.verify(request.cookies.get(ANON_COOKIE))
+    if current is not None:
         return current
-    if not hasattr(request.ctx, "new_anon_id"):
-        request.ctx.new_anon_id = "anon-" + secrets.token_hex(6)
-    return request.ctx.new_anon_id
+    if not hasattr(request.ctx, "new_anon_cookie"):
+        request.ctx.new_anon_cookie = anonymous.mint()
+    return request.ctx.new_anon_cookie.partition(".")[0]

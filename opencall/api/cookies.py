@@ -32,9 +32,9 @@ def clear_session_cookie(request: Request, response: HTTPResponse) -> None:
 
 def remember_anonymous(request: Request, response: HTTPResponse) -> None:
     """Set the anonymous id cookie when this request had to mint one."""
-    new_id = getattr(request.ctx, "new_anon_id", None)
-    if new_id:
+    cookie = getattr(request.ctx, "new_anon_cookie", None)
+    if cookie:
         response.add_cookie(
-            ANON_COOKIE, new_id, path="/", httponly=True, samesite="Lax", secure=_secure(request),
+            ANON_COOKIE, cookie, path="/", httponly=True, samesite="Lax", secure=_secure(request),
             max_age=ANON_MAX_AGE,
         )

@@ -20,7 +20,7 @@ from opencall import __version__
 from opencall.api.errors import error_response
 from opencall.config import MetricsConfig
 from opencall.db.models import Call
-from opencall.metrics import CONTENT_TYPE, Snapshot, live_calls, refusals, render
+from opencall.metrics import CONTENT_TYPE, Snapshot, http_snapshot, live_calls, refusals, render
 from opencall.relaymon import RelayMonitor
 from opencall.services.ratelimit import RateLimiter
 from opencall.services.registry import Registry
@@ -106,6 +106,7 @@ async def metrics(request: Request) -> HTTPResponse:
         rate_limit_refusals=refusals(state.limiters),
         relay_state=state.relay.state(),
         relay_counters=state.relay.counters(),
+        http_connections=http_snapshot(request.app.ctx.http_gate),
     )
     return raw(render(snapshot).encode(), content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 

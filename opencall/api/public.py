@@ -9,6 +9,7 @@ from opencall.api.context import anonymous_id, client_ip, identify, json_body, s
 from opencall.api.cookies import remember_anonymous
 from opencall.services import client_log, contact
 from opencall.services.ice import ice_servers
+from opencall.services.relay_policy import account_principal
 
 bp = Blueprint("public", url_prefix="/api")
 
@@ -38,9 +39,16 @@ async def ship_client_log(request: Request) -> HTTPResponse:
     return response
 
 
+async def _relay_principal(request: Request) -> str:
+    """Whom relay credentials are minted for: the account's id, else the browser's anonymous id (the identity
+    its socket has too, so the relay policy can find its calls)."""
+    user = (await identify(request)).user
+    return account_principal(user.id) if user else anonymous_id(request)
+
+
 @bp.get("/ice-config")
 async def ice_config(request: Request) -> HTTPResponse:
-    servers = ice_servers(services(request).ice_plan, await _who(request))
+    servers = ice_servers(services(request).ice_plan, await _relay_principal(request))
     response = json({"iceServers": servers}, headers={"Cache-Control": "no-store"})
     remember_anonymous(request, response)
     return response

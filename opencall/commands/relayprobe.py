@@ -15,10 +15,11 @@ from typing import cast
 
 from aioice.turn import create_turn_endpoint
 
+from opencall.services.relay_policy import SELF_TEST_PRINCIPAL
 from turn.credentials import make_credentials
 
 TIMEOUT = 5.0
-PROBE_USER = "opencall-doctor"
+PROBE_USER = SELF_TEST_PRINCIPAL  # under peer_policy call, it may relay to the relay's own addresses only
 
 
 class RelayProbeError(Exception):

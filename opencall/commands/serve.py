@@ -22,6 +22,7 @@ from typing import Any
 
 from sanic import Sanic
 from sanic.server.async_server import AsyncioServer
+from sanic.server.protocols.http_protocol import HttpProtocol
 
 from opencall.config import Config
 from turn.listen import host_port, listening_sockets
@@ -34,6 +35,8 @@ def serve(config: Config, which: str = "") -> int:
     migrated) before anything listens, so a database that cannot be used stops startup within seconds with one
     line (:class:`opencall.db.setup.DatabaseError`)."""
     from opencall.app import create_app
+    from opencall.fdlimit import raise_limit
+    from opencall.httplimits import capped_protocol, operator_check
     from opencall.logs import setup_logging
     from opencall.tls import server_ssl_context
 
@@ -41,15 +44,20 @@ def serve(config: Config, which: str = "") -> int:
     if which:
         logging.getLogger("opencall").info("%s", which)
     prepare_storage(config)
+    raise_limit()  # before create_app sizes the relay's caps against it (opencall.fdlimit)
     context = server_ssl_context(config)  # makes or checks the certificate before anything listens
     sockets = listening_sockets(config.server.host, config.server.port, socket.SOCK_STREAM)
     try:
         app = create_app(config)
         app.ctx.http_addresses = tuple(host_port(*sock.getsockname()[:2]) for sock in sockets)
-        MoreServers(sockets[1:], context).install(app)
+        # The protocol does TLS itself after admitting the connection (opencall.httplimits): Sanic's servers
+        # listen in plain TCP.
+        protocol = capped_protocol(app, app.ctx.http_gate, operator_check(config.metrics.allow), context,
+                                   config.server.tls_handshake_timeout)
+        MoreServers(sockets[1:], None, protocol).install(app)
         app.run(
             sock=sockets[0],
-            ssl=context,
+            protocol=protocol,
             single_process=True,
             access_log=config.log_level == "debug",
             motd=False,
@@ -87,9 +95,13 @@ class MoreServers:
     database and the relay.
     """
 
-    def __init__(self, sockets: list[socket.socket], context: ssl.SSLContext | None) -> None:
+    def __init__(self, sockets: list[socket.socket], context: ssl.SSLContext | None,
+                 protocol: type[HttpProtocol] | None = None) -> None:
+        """``context`` for Sanic's TLS (None: plain, or TLS done by ``protocol``), ``protocol`` as the main
+        server's."""
         self.sockets = sockets
         self.context = context
+        self.protocol = protocol
         self.servers: list[AsyncioServer] = []
         self.drained: asyncio.Task[None] | None = None
 
@@ -104,7 +116,7 @@ class MoreServers:
 
     async def start(self, app: Sanic) -> None:
         for sock in self.sockets:
-            server = await app.create_server(sock=sock, ssl=self.context)
+            server = await app.create_server(sock=sock, ssl=self.context, protocol=self.protocol)
             assert server is not None
             self.servers.append(server)
 

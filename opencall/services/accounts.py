@@ -23,6 +23,7 @@ log = logging.getLogger("opencall.accounts")
 API_KEY_PREFIX = "oc_"
 SESSION_TTL = timedelta(days=30)
 INVALID_LOGIN = "Invalid username or password"
+USERNAME_KEY_MAX = 32  # User.username_key's length; validation.USERNAME_RE allows no longer name
 
 
 def _sha256(text: str) -> str:
@@ -32,6 +33,13 @@ def _sha256(text: str) -> str:
 def new_api_key() -> str:
     """``oc_`` + 32 hex characters from ``secrets``."""
     return API_KEY_PREFIX + secrets.token_hex(16)
+
+
+async def _by_name(username: str) -> User | None:
+    """The account named ``username`` in any case; None for a name no account can have (the column would refuse
+    it, a 500 until fuzzing found it)."""
+    key = username.strip().lower()
+    return await User.get_or_none(username_key=key) if len(key) <= USERNAME_KEY_MAX else None
 
 
 class Accounts:
@@ -66,7 +74,7 @@ class Accounts:
 
     async def authenticate(self, username: str, password: str) -> User:
         """The account for this username and password, or NotAuthenticated; misses take as long as hits."""
-        user = await User.get_or_none(username_key=username.strip().lower())
+        user = await _by_name(username)
         if not await passwords.verify_password(password, user.password_hash if user else None):
             raise NotAuthenticated(INVALID_LOGIN)
         assert user is not None
@@ -129,7 +137,7 @@ class Accounts:
 
     async def find(self, username: str) -> User:
         """The account named ``username`` (any case), or NotFound."""
-        user = await User.get_or_none(username_key=username.strip().lower())
+        user = await _by_name(username)
         if user is None:
             raise NotFound(f"no user named {username.strip()!r}")
         return user

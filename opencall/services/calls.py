@@ -8,6 +8,9 @@ Session resume (docs/api.md "Session resume"): a socket that registers with the 
 socket of the same identity takes its place — Call ID, name, and its seat in a ringing or active call. A socket
 that goes away during an active call leaves its seat *held* for the resume grace instead of ending the call, so a
 phone whose network changed can come back.
+
+The addresses each party announces in its offer, answer, renegotiations and candidates are kept on its socket
+(``Peer.announced``) before they are passed on: the relay lets the other party reach them (relay_policy.py).
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def _payload(data: Any) -> dict[str, Any]:
 
 def _target(data: dict[str, Any], malformed: str = "is not a valid Call ID") -> str:
     target = data.get("targetCallId")
-    if not isinstance(target, str) or not target:
+    if not isinstance(target, str) or not target.strip():  # whitespace only names no Call ID either
         raise CallError("targetCallId is required")
     target = target.strip().upper()
     if not is_call_id(target):
@@ -298,6 +301,8 @@ class Signaling:
         call = Call(caller=caller, callee_call_id=target, ringing=list(callees), started_at=utcnow())
         for peer in call.parties():
             peer.call = call
+            peer.announced.clear()
+        caller.announced.description(offer["sdp"])  # before anyone hears of it: the relay policy reads it
         call.timer = asyncio.get_running_loop().call_later(self._ring_timeout, self._ring_timed_out, call)
         log.info("call %s -> %s ringing on %d socket(s)", caller.call_id, target, len(callees))
         incoming = {"callerCallId": caller.call_id, "callerDisplayName": caller.shown_name, "offer": offer}
@@ -313,6 +318,7 @@ class Signaling:
         if call is None or call.state != "ringing" or peer is call.caller:
             return
         self._cancel_timer(call)
+        peer.announced.description(answer["sdp"])
         call.state, call.callee, call.answered_at = "active", peer, utcnow()
         others = [p for p in call.ringing if p is not peer]
         for other in others:
@@ -352,6 +358,7 @@ class Signaling:
         call = self._call_with(peer, target, "ice-candidate")
         if call is None:
             return
+        peer.announced.candidate(candidate["candidate"])
         payload = {"candidate": candidate}
         await self._emit_to(call.other_side(peer), "ice-candidate", payload)
 
@@ -364,6 +371,7 @@ class Signaling:
         call = self._call_with(peer, target, "renegotiate", active=True)
         if call is None:
             return
+        peer.announced.description(description["sdp"])  # an ICE restart replaces the addresses
         await self._emit_to(call.other_side(peer), "renegotiate", {"description": description})
 
     # -- session resume ---------------------------------------------------------------------------------

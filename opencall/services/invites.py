@@ -18,6 +18,8 @@ from opencall.services.clock import utcnow
 from opencall.services.errors import Gone, NotFound
 from opencall.services.presence import Presence
 
+TOKEN_LENGTH = 36  # len(str(uuid.uuid4()))
+
 
 @dataclass(frozen=True)
 class InviteView:
@@ -44,7 +46,10 @@ class Invites:
     async def look_up(self, token: str, viewer: User | None, anonymous_id: str | None = None) -> InviteView:
         """The invite's creator and presence; claims it for the viewer (an account, else an anonymous
         browser) on first use by someone other than the creator."""
-        invite = await Invite.get_or_none(token=token.lower()).prefetch_related("creator")
+        token = token.lower()
+        # Every token is a UUID4 string: another length is no invite (and the column would refuse it).
+        invite = (await Invite.get_or_none(token=token).prefetch_related("creator")
+                  if len(token) == TOKEN_LENGTH else None)
         if invite is None:
             raise NotFound("Invite not found")
         now = utcnow()

@@ -6,6 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from opencall.services.announced import Announced
+
 
 @dataclass(eq=False)
 class Peer:
@@ -16,11 +18,13 @@ class Peer:
     username: str | None
     api_key_hash: str | None  # the key it authenticated with; None for cookie or anonymous sockets
     ip: str
+    principal: str | None = None  # the relay user id of the account or anonymous browser behind it
     call_id: str | None = None
     display_name: str | None = None
     call: object | None = field(default=None, repr=False)  # the Call this socket takes part in
     resume_key: str | None = field(default=None, repr=False)  # SHA-256 of its live resume token
     resumable: bool = True  # False once the server drops it on purpose (its API key was rotated)
+    announced: Announced = field(default_factory=Announced, repr=False)  # its addresses in its current call
 
     @property
     def shown_name(self) -> str | None:
@@ -35,11 +39,14 @@ class Registry:
         self.peers: dict[str, Peer] = {}
         self._by_call_id: dict[str, set[str]] = defaultdict(set)
         self._by_user: dict[int, set[str]] = defaultdict(set)
+        self._by_principal: dict[str, set[str]] = defaultdict(set)
 
     def connect(self, peer: Peer) -> None:
         self.peers[peer.sid] = peer
         if peer.user_id is not None:
             self._by_user[peer.user_id].add(peer.sid)
+        if peer.principal is not None:
+            self._by_principal[peer.principal].add(peer.sid)
 
     def register(self, peer: Peer, call_id: str) -> None:
         if peer.call_id and peer.call_id != call_id:
@@ -55,6 +62,8 @@ class Registry:
             self._discard(self._by_call_id, peer.call_id, sid)
         if peer.user_id is not None:
             self._discard(self._by_user, peer.user_id, sid)
+        if peer.principal is not None:
+            self._discard(self._by_principal, peer.principal, sid)
         return peer
 
     def sockets_of(self, call_id: str) -> list[Peer]:
@@ -63,6 +72,10 @@ class Registry:
 
     def sockets_of_user(self, user_id: int) -> list[Peer]:
         return [self.peers[sid] for sid in self._by_user.get(user_id, ())]
+
+    def sockets_of_principal(self, principal: str) -> list[Peer]:
+        """The connected sockets of the account or anonymous browser that relay credentials name."""
+        return [self.peers[sid] for sid in self._by_principal.get(principal, ())]
 
     def online_call_id(self, user_id: int) -> str | None:
         """Presence: the Call ID of a registered socket of this account, or None."""

@@ -12,12 +12,14 @@ import engineio.payload
 import socketio
 from sanic import Sanic
 
-from opencall.api.context import SESSION_COOKIE
+from opencall.api.context import ANON_COOKIE, SESSION_COOKIE
 from opencall.origins import is_own_origin
 from opencall.services.accounts import Accounts
+from opencall.services.anonymous import AnonymousIds
 from opencall.services.calls import Signaling
 from opencall.services.errors import ServiceError
 from opencall.services.registry import Peer
+from opencall.services.relay_policy import account_principal
 from opencall.signaling.manager import DirectManager
 
 log = logging.getLogger("opencall.signaling")
@@ -67,8 +69,10 @@ def make_socket_server(public_url: str | None) -> socketio.AsyncServer:
     )
 
 
-def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts: Accounts) -> None:
-    """Register the handlers of api.md's events and attach the server to the Sanic app."""
+def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts: Accounts,
+           anonymous: AnonymousIds) -> None:
+    """Register the handlers of api.md's events and attach the server to the Sanic app. A socket's relay
+    principal is its account's, else the anonymous id of its browser's cookie (the one /api/ice-config uses)."""
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -84,12 +88,14 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
         else:
             token = request.cookies.get(SESSION_COOKIE)
             user = await accounts.user_for_session(token) if token else None
+        principal = account_principal(user.id) if user else anonymous.verify(request.cookies.get(ANON_COOKIE))
         signaling.connected(Peer(
             sid=sid,
             user_id=user.id if user else None,
             username=user.username if user else None,
             api_key_hash=key_hash,
             ip=request.ip,
+            principal=principal,
         ))
 
     @sio.event

@@ -143,7 +143,9 @@ def test_login_wrong_password_or_unknown_user_is_401(server: Server) -> None:
     _, username = register(server)
     client = server.client()
     for body in ({"username": username, "password": "wrong-password"},
-                 {"username": unique_name("nobody"), "password": "secret123"}):
+                 {"username": unique_name("nobody"), "password": "secret123"},
+                 {"username": "x" * 33, "password": "secret123"},  # longer than any name (found by fuzzing)
+                 {"username": "T\u0337\u0332o\u035e" * 20, "password": "secret123"}):
         response = client.post("/api/auth/login", json=body)
         assert response.status_code == 401
         assert response.json() == {"error": "Invalid username or password"}

@@ -11,6 +11,7 @@ from tests.api.helpers import ANON_COOKIE, as_key, cookie_attributes, log_text, 
 from tests.support import Server, api_key, register
 
 ANON_RE = re.compile(r"^anon-[0-9a-f]{12}$")
+ANON_COOKIE_RE = re.compile(r"^(anon-[0-9a-f]{12})\.[0-9a-f]{16}$")  # the id and the server's signature
 
 
 def _logged(server: Server, marker: str) -> list[str]:
@@ -44,8 +45,9 @@ def test_anonymous_lines_share_one_anon_tag_per_browser(server: Server) -> None:
     first, second = secrets.token_hex(8), secrets.token_hex(8)
     response = client.post("/api/client-log", json={"lines": [first]})
     assert response.json() == {"ok": True, "received": 1}
-    anon = client.cookies[ANON_COOKIE]
-    assert ANON_RE.match(anon)
+    cookie = ANON_COOKIE_RE.match(client.cookies[ANON_COOKIE])
+    assert cookie is not None
+    anon = cookie.group(1)
     assert {"httponly", "samesite=lax", "path=/"} <= cookie_attributes(set_cookie_header(response, ANON_COOKIE))
     client.post("/api/client-log", json={"lines": [second]})
     assert _logged(server, first)[0].endswith(f"[CLIENT {anon}] {first}")
@@ -53,8 +55,9 @@ def test_anonymous_lines_share_one_anon_tag_per_browser(server: Server) -> None:
     other = server.client()
     third = secrets.token_hex(8)
     other.post("/api/client-log", json={"lines": [third]})
-    assert other.cookies[ANON_COOKIE] != anon
-    assert f"[CLIENT {other.cookies[ANON_COOKIE]}] {third}" in _logged(server, third)[0]
+    other_anon = other.cookies[ANON_COOKIE].partition(".")[0]
+    assert other_anon != anon
+    assert f"[CLIENT {other_anon}] {third}" in _logged(server, third)[0]
 
 
 def test_a_forged_anon_cookie_is_not_used_as_tag(server: Server) -> None:
@@ -64,6 +67,14 @@ def test_a_forged_anon_cookie_is_not_used_as_tag(server: Server) -> None:
     tag = re.search(r"\[CLIENT ([^\]]*)\]", _logged(server, marker)[0])
     assert tag is not None
     assert ANON_RE.match(tag.group(1))
+    # A well-formed id without the server's signature, or with another id's, is no id either.
+    genuine = server.client()
+    genuine.post("/api/client-log", json={"lines": ["-"]})
+    for forged in ("anon-0123456789ab", f"anon-0123456789ab.{'0' * 16}",
+                   f"anon-0123456789ab.{genuine.cookies[ANON_COOKIE].partition('.')[2]}"):
+        marker = secrets.token_hex(8)
+        server.client(cookies={ANON_COOKIE: forged}).post("/api/client-log", json={"lines": [marker]})
+        assert "anon-0123456789ab" not in _logged(server, marker)[0]
 
 
 def test_each_line_is_truncated_to_2000_characters(server: Server) -> None:

@@ -47,7 +47,7 @@ def test_anonymous_ice_config(server: Server) -> None:
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert list(body) == ["iceServers"]
-    anon = client.cookies[ANON_COOKIE]
+    anon = client.cookies[ANON_COOKIE].partition(".")[0]  # the server-signed id, without its signature
     port = server.config["turn"]["port"]
     # Loopback advertise, no TLS, no extra servers: no public STUN server and nothing off this box.
     _check_relay_entries(body["iceServers"], "127.0.0.1", port, None, _secret_file(server), anon, 86400)
@@ -55,21 +55,35 @@ def test_anonymous_ice_config(server: Server) -> None:
     assert again[1]["username"].split(":", 1)[1] == anon
 
 
+def _account_principal(servers: list[dict[str, Any]]) -> str:
+    """The user part of the credentials: an account's is ``user-<account id>``, which its owner cannot choose."""
+    principal = servers[1]["username"].split(":", 1)[1]
+    assert principal.startswith("user-") and principal[5:].isdigit(), principal
+    return principal
+
+
 def test_ice_config_for_an_account(server: Server) -> None:
-    client, username = register(server)
+    client, _ = register(server)
+    other, _ = register(server)
     port = server.config["turn"]["port"]
+    principals = set()
     for response in (client.get("/api/ice-config"),
                      server.client().get("/api/ice-config", headers=as_bearer(api_key(client)))):
-        _check_relay_entries(response.json()["iceServers"], "127.0.0.1", port, None, _secret_file(server),
-                             username, 86400)
+        servers = response.json()["iceServers"]
+        principals.add(_account_principal(servers))
+        _check_relay_entries(servers, "127.0.0.1", port, None, _secret_file(server), principals.pop(), 86400)
+        principals.add(_account_principal(servers))
         assert ANON_COOKIE not in response.cookies
+    assert len(principals) == 1  # the same for the session cookie and the API key
+    assert _account_principal(other.get("/api/ice-config").json()["iceServers"]) not in principals
 
 
 def test_turns_is_listed_when_tls_is_on(https_server: Server) -> None:
-    client, username = register(https_server)
+    client, _ = register(https_server)
     servers = client.get("/api/ice-config").json()["iceServers"]
     _check_relay_entries(servers, "127.0.0.1", https_server.config["turn"]["port"],
-                         https_server.config["turn"]["tls_port"], _secret_file(https_server), username, 86400)
+                         https_server.config["turn"]["tls_port"], _secret_file(https_server),
+                         _account_principal(servers), 86400)
 
 
 def test_configured_secret_ttl_and_extra_servers(custom_server: Server) -> None:

@@ -3,8 +3,9 @@ rootfs, emulated by qemu-user through binfmt_misc (tests/appliance/nspawn.py boo
 namespace, as the amd64 test does).
 
 ``packaging/build-deb --arch arm64`` fetches the dependencies' aarch64 wheels with pip (no compiler). Then the
-package is installed with dpkg in the container, and a phone on the LAN checks healthz and relays a packet
-through a TURN allocation; ``opencall doctor`` in the box passes. Figures (start to READY=1, idle memory) are
+package is installed with dpkg in the container, and a phone on the LAN checks healthz and gets a TURN allocation
+(which, in no call, may relay nowhere); ``opencall doctor`` in the box passes, its relay self-test included (a
+packet echoed through an allocation). Figures (start to READY=1, idle memory) are
 printed labelled "under qemu-user": emulation makes every code path slow the first time it runs (qemu translates
 it) and adds qemu's own memory, so they are not a Raspberry Pi's figures; the guest's own resident memory is
 comparable to amd64's.
@@ -36,8 +37,10 @@ EM_AARCH64 = 183  # ELF e_machine (elf.h)
 # libraries) lie below this address, qemu's own (its binary, heap and translation cache) above it.
 QEMU_SPLIT = 0x5555_0000_0000
 
-# A TURN allocation over UDP from the phone with the box's credentials, and a packet relayed to the phone's echo.
-RELAY_ECHO = """
+# A TURN allocation over UDP from the phone with credentials minted from the box's secret, then a packet to the
+# phone's own echo: the relay must refuse that permission (403), since under the default `turn.peer_policy: call`
+# a principal in no call may relay nowhere. (opencall doctor relays a packet through the box's own addresses.)
+RELAY_ATTEMPT = """
 import asyncio, json, sys
 from aioice.turn import create_turn_endpoint
 from turn.credentials import make_credentials
@@ -50,7 +53,9 @@ class Receiver(asyncio.DatagramProtocol):
     def connection_made(self, transport):
         self.transport = transport
     def datagram_received(self, data, addr):
-        self.received.put_nowait((data, addr))
+        self.received.put_nowait(("data", data.decode()))
+    def error_received(self, exc):
+        self.received.put_nowait(("error", getattr(getattr(exc, "response", None), "error_code", repr(exc))))
 
 class Echo(Receiver):
     def datagram_received(self, data, addr):
@@ -64,8 +69,8 @@ async def main():
     echo, _ = await loop.create_datagram_endpoint(Echo, local_addr=(phone, 0))
     try:
         transport.sendto(b"through the arm64 relay", echo.get_extra_info("sockname"))
-        data, _ = await asyncio.wait_for(client.received.get(), 30)
-        print(json.dumps({"relayed": list(transport.get_extra_info("sockname")), "echo": data.decode()}))
+        outcome = await asyncio.wait_for(client.received.get(), 30)
+        print(json.dumps({"relayed": list(transport.get_extra_info("sockname")), "outcome": list(outcome)}))
     finally:
         echo.close()
         transport.close()
@@ -161,21 +166,23 @@ def test_healthz_from_a_phone_on_the_lan(container: Container) -> None:
     assert (status, body["status"], body["database"], body["relay"]) == (200, "ok", "ok", "ok"), body
 
 
-def test_a_turn_allocation_relays_a_packet(container: Container) -> None:
+def test_a_turn_allocation_on_the_lan(container: Container) -> None:
+    """The phone gets an allocation on the box's LAN address; relaying to itself, outside any call, is refused."""
     secret = (container.root / "var/lib/opencall/turn-secret").read_text().strip()
-    done = subprocess.run(container.phone.exec_argv(sys.executable, "-c", RELAY_ECHO, container.box.ipv4 or "",
+    done = subprocess.run(container.phone.exec_argv(sys.executable, "-c", RELAY_ATTEMPT, container.box.ipv4 or "",
                                                     container.phone.ipv4 or "", secret),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["relayed"][0] == container.box.ipv4, answer  # the relay address phones are given: the LAN's
-    assert answer["echo"] == "through the arm64 relay", answer
+    assert answer["outcome"] == ["error", 403], answer
 
 
 def test_doctor_with_no_arguments_passes(container: Container) -> None:
     done = container.run("opencall", "doctor", check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FAIL" not in done.stdout, done.stdout
+    assert re.search(r"relay.*echo|echo.*relay", done.stdout, re.IGNORECASE), done.stdout
 
 
 def test_idle_memory(container: Container) -> None:

@@ -124,8 +124,9 @@ def test_wildcard_listen_serves_both_families(box_and_phone: tuple[Host, Host], 
     box_host, phone = box_and_phone
     box = boxes(box_host, {
         "server": {"host": "0.0.0.0", "tls": "auto"},
+        # The phone relays to itself with credentials minted here, outside any call: subnets, not the call policy.
         "turn": {"listen": "0.0.0.0", "advertise": "auto", "tls_port": free_port(), "secret": SECRET,
-                 "allowed_peers": ["auto"]},
+                 "peer_policy": "subnets", "allowed_peers": ["auto"]},
         "metrics": {"allow": [f"{PHONE4}/32", f"{PHONE6}/128"]},
     }, config=test_config(tmp_path))
     http_port, turn_port, tls_port = box.port, box.config["turn"]["port"], box.config["turn"]["tls_port"]

@@ -46,6 +46,7 @@ def bad_inputs(callee: str) -> list[tuple[str, tuple[Any, ...], str]]:
         ("call", ({},), "targetCallId is required"),
         ("call", ({"offer": offer()},), "targetCallId is required"),
         ("call", ({"targetCallId": "", "offer": offer()},), "targetCallId is required"),
+        ("hangup", ({"targetCallId": " \t"},), "targetCallId is required"),  # found by test_event_fuzz.py
         ("call", ({"targetCallId": 12345678, "offer": offer()},), "targetCallId is required"),
         ("call", ({"targetCallId": [callee], "offer": offer()},), "targetCallId is required"),
         ("call", ("K7XM2PQ9",), "Payload must be a JSON object"),

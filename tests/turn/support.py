@@ -54,7 +54,7 @@ def relay_config(**overrides: Any) -> RelayConfig:
 
 
 async def start_relay(**overrides: Any) -> TurnServer:
-    clocks = {key: overrides.pop(key) for key in ("clock", "wall_clock") if key in overrides}
+    clocks = {key: overrides.pop(key) for key in ("clock", "wall_clock", "may_relay") if key in overrides}
     server = TurnServer(relay_config(**overrides), **clocks)
     await server.start()
     return server

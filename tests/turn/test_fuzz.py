@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from aioice.stun import COOKIE, Class, Message, Method, message_fingerprint
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tests.turn import fuzzing
 from tests.turn.support import StunClient, credentials, is_success, sign, start_relay
 from turn import TurnServer, stun
 from turn.framing import StreamFramer
@@ -137,7 +138,9 @@ class Live:
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
     loop = asyncio.new_event_loop()
-    relay = loop.run_until_complete(start_relay(unauthenticated_rate=1e6, unauthenticated_burst=1_000_000))
+    relay = loop.run_until_complete(start_relay(
+        unauthenticated_rate=1e6, unauthenticated_burst=1_000_000, unauthenticated_input_rate=1_000_000,
+        unauthenticated_input_burst=1_000_000, allocation_input_rate=1_000_000, allocation_input_burst=1_000_000))
     client = loop.run_until_complete(StunClient.connect((relay.config.listen, relay.config.port)))
     client.login(*credentials())
     assert is_success(loop.run_until_complete(client.allocate()))
@@ -169,3 +172,41 @@ def test_live_relay_survives_malformed_traffic(live: Live, datagrams: list[bytes
 
     live.loop.run_until_complete(run())
     assert live.errors == []
+
+
+# The relay's whole request path, in-process, from real seeds (tests/turn/fuzzing.py; bench/fuzz_turn.py runs
+# the same for a million inputs). Each input goes through the UDP listener and, as a TCP client's frame,
+# through on_stun; each must raise nothing and cost under STALL of CPU.
+STALL = 0.005
+FUZZ_INPUTS = 20_000
+operations = st.tuples(st.sampled_from(fuzzing.STRUCTURE_OPS), st.integers(0, 2**32 - 1))
+damage = st.tuples(st.sampled_from(fuzzing.BYTE_OPS), st.integers(0, 2**32 - 1))
+plans = st.builds(  # signed and fingerprinted or not: each plan makes four inputs (fuzzing.variants)
+    fuzzing.Plan,
+    st.integers(0, len(fuzzing.SEEDS) - 1),
+    st.lists(operations, max_size=4).map(tuple),
+    damage=st.lists(damage, max_size=2).map(tuple),
+)
+
+
+def test_fuzz_relay_request_path_from_real_seeds() -> None:
+    harness = fuzzing.Harness()
+    stats = fuzzing.Stats()
+
+    @settings(FUZZ, max_examples=FUZZ_INPUTS // 40 + 1, phases=[Phase.generate],  # findings are recorded below
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(plans, min_size=10, max_size=10))
+    def run(batch: list[fuzzing.Plan]) -> None:
+        harness.feed([fuzzing.build(variant, harness.identity) for plan in batch
+                      for variant in fuzzing.variants(plan)], stats)
+
+    try:
+        run()
+        assert harness.relay.counters.allocations_created >= 1  # the handlers met a live allocation
+    finally:
+        harness.close()
+    assert stats.exceptions == [], stats.exceptions[0]
+    assert harness.loop_errors == []
+    assert stats.inputs >= FUZZ_INPUTS
+    slowest, data = stats.slowest
+    assert slowest < STALL, f"{slowest * 1000:.1f} ms of CPU for {data.hex()}"

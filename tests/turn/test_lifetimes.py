@@ -17,7 +17,7 @@ from turn.framing import channel_data, parse_channel_data
 
 def new_allocation(counters: Counters, user: str = "u", client_port: int = 1) -> Allocation:
     five_tuple = ("udp", ("127.0.0.1", 3478), ("127.0.0.1", client_port))
-    return Allocation(five_tuple, f"1:{user}", user, b"t" * 12, 1, 600.0, counters)
+    return Allocation(five_tuple, f"1:{user}", user, b"t" * 12, 1, 600.0, counters, "127.0.0.1")
 
 
 def test_permission_and_channel_routes_follow_expiry() -> None:
@@ -58,16 +58,16 @@ def test_permission_limit() -> None:
 
 def test_table_quotas_and_expiry() -> None:
     counters = Counters()
-    table = AllocationTable(counters, max_allocations=3, max_per_user=2)
+    table = AllocationTable(counters, max_allocations=3, max_per_user=2, max_per_ip=3)
     first, second = new_allocation(counters, "a", 1), new_allocation(counters, "a", 2)
     table.add(first)
     table.add(second)
-    assert not table.has_room_for("a") and table.has_room_for("b")
+    assert not table.has_room_for("a", "127.0.0.1") and table.has_room_for("b", "127.0.0.1")
     first.permit("10.0.0.1", until=300)
     first.refresh(now=0, lifetime=1200)
     assert table.expire(now=600) == [second]
     assert counters.allocations == 1 and counters.permissions == 0
-    assert table.has_room_for("a")
+    assert table.has_room_for("a", "127.0.0.1")
     table.remove(first)
     table.remove(first)  # twice is harmless
     assert len(table) == 0 and counters.allocations == 0 and counters.allocations_created == 2

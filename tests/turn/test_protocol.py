@@ -247,13 +247,13 @@ async def test_create_permission_and_channel_errors(relay: TurnServer) -> None:
     assert is_success(await client.allocate())
     assert error_code(await client.authed(Method.CREATE_PERMISSION, {})) == 400
     assert error_code(await client.create_permission(("::1", 9), ("127.0.0.1", 9))) == 443
-    assert error_code(await client.channel_bind(0x3FFF, ("127.0.0.1", 9))) == 400
-    assert error_code(await client.channel_bind(0x8000, ("127.0.0.1", 9))) == 400
-    assert error_code(await client.channel_bind(0x4000, ("2001:db8::1", 9))) == 443
-    assert is_success(await client.channel_bind(0x4000, ("127.0.0.1", 9)))
-    assert is_success(await client.channel_bind(0x4000, ("127.0.0.1", 9)))  # a refresh
-    assert error_code(await client.channel_bind(0x4000, ("127.0.0.1", 10))) == 400  # number taken
-    assert error_code(await client.channel_bind(0x4001, ("127.0.0.1", 9))) == 400  # peer taken
+    assert error_code(await client.channel_bind(0x3FFF, ("127.0.0.1", 9009))) == 400
+    assert error_code(await client.channel_bind(0x8000, ("127.0.0.1", 9009))) == 400
+    assert error_code(await client.channel_bind(0x4000, ("2001:db8::1", 9009))) == 443
+    assert is_success(await client.channel_bind(0x4000, ("127.0.0.1", 9009)))
+    assert is_success(await client.channel_bind(0x4000, ("127.0.0.1", 9009)))  # a refresh
+    assert error_code(await client.channel_bind(0x4000, ("127.0.0.1", 9010))) == 400  # number taken
+    assert error_code(await client.channel_bind(0x4001, ("127.0.0.1", 9009))) == 400  # peer taken
     assert relay.counters.channels == 1 and relay.counters.permissions == 1
     client.close()
 

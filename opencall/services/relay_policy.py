@@ -1,0 +1,101 @@
+"""Who may relay where: OpenCall's answer to the relay's ``may_relay`` question (turn.policy.PeerAuthorizer)
+under ``turn.peer_policy: call``.
+
+The principal is the user id inside the relay credentials /api/ice-config minted: ``user-<account id>`` or an
+anonymous browser's server-signed id (services/anonymous.py), the same identity its socket has. It may relay
+
+* while one of its sockets is ringing or in a call, to the addresses the *other* party of that call can be
+  reached at: the address that party's socket connects from and the addresses it announced in its SDP and
+  candidates (services/announced.py); and to this box's own relay addresses (relay to relay);
+* as ``opencall doctor``'s relay self-test, to this box's own relay addresses only.
+
+An announced address in a special-purpose block (loopback, link-local, …: turn.policy.SPECIAL_NETWORKS) counts
+only when that party's socket connects from the same block: a phone on the LAN cannot point the relay at
+127.0.0.1 or 169.254.169.254 by announcing them; a party on this very box (as in tests) can.
+
+Refusals are logged once per call, and once per principal outside any call; the relay counts every one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import weakref
+from collections.abc import Iterable
+
+from opencall.services.announced import ip_of
+from opencall.services.calls import Call
+from opencall.services.registry import Peer, Registry
+from turn.policy import embedded_ipv4, special_network
+
+log = logging.getLogger("opencall.relay")
+
+SELF_TEST_PRINCIPAL = "opencall-doctor"  # opencall doctor's relay self-test (commands/relayprobe.py)
+_LOGGED_PRINCIPALS_MAX = 1024  # strangers retrying must not grow the memory of who was logged
+
+
+def account_principal(user_id: int) -> str:
+    """The relay principal of an account: its id, which its owner cannot change."""
+    return f"user-{user_id}"
+
+
+def reachable(party: Peer, ip: str) -> bool:
+    """Whether ``party`` can be reached at the canonical address ``ip``: its socket's address, or one it
+    announced (an address in a special-purpose block only when its socket's address is in that block too)."""
+    socket_ip = ip_of(party.ip)
+    if ip == socket_ip:
+        return True
+    if ip not in party.announced.addresses:
+        return False
+    address = ipaddress.ip_address(ip)
+    blocks = [block for each in (address, *embedded_ipv4(address)) if (block := special_network(each))]
+    if not blocks:
+        return True
+    if socket_ip is None:
+        return False
+    own = ipaddress.ip_address(socket_ip)
+    return all(own.version == block.version and own in block for block in blocks)
+
+
+class CallRelayPolicy:
+    """``may_relay(principal, peer)`` from the live calls of :class:`Registry`'s sockets."""
+
+    def __init__(self, registry: Registry, relay_addresses: Iterable[str]) -> None:
+        self.registry = registry
+        self.relay_addresses = frozenset(ip for ip in map(ip_of, relay_addresses) if ip is not None)
+        self._logged_calls: weakref.WeakSet[Call] = weakref.WeakSet()
+        self._logged_principals: set[str] = set()
+
+    def __call__(self, principal: str, peer: tuple[str, int]) -> bool:
+        """Whether ``principal`` may relay to ``peer`` (canonical IP, port) now."""
+        ip = peer[0]
+        if principal == SELF_TEST_PRINCIPAL:
+            return ip in self.relay_addresses
+        calls = self._calls_of(principal)
+        if not calls:
+            self._log_stranger(principal, ip)
+            return False
+        if ip in self.relay_addresses:
+            return True
+        if any(reachable(other, ip) for party, call in calls for other in call.other_side(party)):
+            return True
+        for party, call in calls:
+            if call not in self._logged_calls:
+                self._logged_calls.add(call)
+                log.info("relay refused %s (socket %s, %s) to %s: not an address of the other party of its call "
+                         "%s -> %s; further refusals in this call are not logged", principal, party.sid,
+                         party.call_id, ip, call.caller.call_id, call.callee_call_id)
+        return False
+
+    def _calls_of(self, principal: str) -> list[tuple[Peer, Call]]:
+        """The principal's sockets that are ringing or in a call, each with its call."""
+        return [(peer, call) for peer in self.registry.sockets_of_principal(principal)
+                if isinstance(call := peer.call, Call) and call.state != "ended"]
+
+    def _log_stranger(self, principal: str, ip: str) -> None:
+        if principal in self._logged_principals:
+            return
+        if len(self._logged_principals) >= _LOGGED_PRINCIPALS_MAX:
+            self._logged_principals.clear()
+        self._logged_principals.add(principal)
+        log.info("relay refused %s to %s: it is in no call; further refusals are not logged", principal, ip)
