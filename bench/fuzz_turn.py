@@ -5,7 +5,9 @@ turnutils_uclient, mutated in structure and in bytes, half of them signed with v
 ``random.Random`` instead of hypothesis so that millions fit in minutes. Each input goes through a live relay's
 UDP listener and, as a TCP client's frame, through ``on_stun``, in-process; each is timed in CPU seconds of
 the loop's thread. Reported: inputs, exceptions (with the first one's input and traceback), CPU time per input
-and path (max, p99, p99.9, mean), inputs over 5 ms, wall time.
+and path (max, p99, p99.9, mean), inputs over 5 ms, wall time. An input over 5 ms is timed again 20 times: it
+is a stall when even its fastest run takes over 5 ms (one slow run on a shared 2-core machine is the machine's,
+as a run that times the same input 10,000 times shows).
 
     python bench/fuzz_turn.py                      # 1,000,000 inputs, at most 30 minutes
     python bench/fuzz_turn.py --inputs 100000 --seed 7 --max-seconds 300
@@ -48,6 +50,7 @@ def main() -> int:
             if stats.inputs % 100_000 < BATCH:
                 print(f"  {stats.inputs:,} inputs, {len(stats.exceptions)} exceptions", flush=True)
         counters = harness.relay.counters.snapshot()
+        confirmed = [(cost, data) for data in stats.stalls if (cost := harness.retime(data, 20)) > STALL]
     finally:
         harness.close()
     wall = time.monotonic() - started
@@ -56,13 +59,15 @@ def main() -> int:
     print(f"exceptions: {len(stats.exceptions)}; loop errors: {len(harness.loop_errors)}")
     print(f"CPU per input and path: max {stats.slowest[0] * 1e3:.3f} ms, p99.9 {stats.percentile(0.999) * 1e3:.3f} ms, "
           f"p99 {stats.percentile(0.99) * 1e3:.3f} ms, mean {statistics.fmean(times) * 1e6:.1f} µs")
-    print(f"over {STALL * 1e3:.0f} ms: {sum(t > STALL for t in times)}; slowest input: {len(stats.slowest[1])} bytes, "
-          f"{stats.slowest[1][:24].hex()}…")
+    print(f"over {STALL * 1e3:.0f} ms once: {len(stats.stalls)}; over it in each of 20 runs more (stalls): "
+          f"{len(confirmed)}; slowest input: {len(stats.slowest[1])} bytes, {stats.slowest[1][:24].hex()}…")
+    for cost, data in confirmed[:5]:
+        print(f"  stall: {cost * 1e3:.3f} ms at best, {data.hex()}")
     print("relay counters: " + ", ".join(f"{key}={value}" for key, value in counters.items()
                                          if value and not key.startswith("input_budget")))
     if stats.exceptions:
         print("first exception:\n" + stats.exceptions[0])
-    failed = stats.exceptions or harness.loop_errors or stats.slowest[0] > STALL or stats.inputs < args.inputs
+    failed = stats.exceptions or harness.loop_errors or confirmed or stats.inputs < args.inputs
     return 1 if failed else 0
 
 

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import settings
-from schemathesis import Case
 
 from opencall.api import openapi
 from tests.api.helpers import stderr_text
-from tests.api.schema_fuzz import CHECKS, Identity, Tally, fuzz, fuzz_operation, load_schema
+from tests.api.schema_fuzz import Identity, Tally, fuzz, fuzz_operation, load_schema
 from tests.support import Server, test_config
 
 MAX_EXAMPLES = 12  # per operation and generation mode: about 300 requests, ~15 s on the 2-core machine
-STATEFUL = settings(max_examples=15, stateful_step_count=6, deadline=None, database=None)
 
 
 @pytest.fixture(scope="module")
@@ -57,28 +53,6 @@ def test_every_operation_with_random_and_invalid_input(server: Server) -> None:
     assert tally.inputs >= 150, tally
     assert 200 in tally.statuses and 400 in tally.statuses and 401 in tally.statuses, tally.statuses
     assert (tally.server_errors, tally.schema_breaks) == (0, 0)
-    assert_no_traceback(server)
-
-
-def test_linked_operations_statefully(server: Server) -> None:
-    """Sequences along the document's links (an invite generated, then looked up and previewed), as the API key's
-    owner."""
-    identity = Identity(server)
-    base = load_schema(server).as_state_machine()
-
-    class Workflow(base):  # type: ignore[misc,valid-type]
-        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
-            return {"headers": identity.headers("api-key")}
-
-        def after_call(self, response: schemathesis.Response, case: Case) -> None:
-            super().after_call(response, case)
-            identity.adopt(case, "api-key", response)
-
-        def validate_response(self, response: schemathesis.Response, case: Case, additional_checks: Any = None,
-                              **kwargs: Any) -> None:
-            case.validate_response(response, checks=CHECKS, headers=kwargs.get("headers"), recorder=self.recorder)
-
-    Workflow.run(settings=STATEFUL)
     assert_no_traceback(server)
 
 

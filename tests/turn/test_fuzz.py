@@ -203,10 +203,11 @@ def test_fuzz_relay_request_path_from_real_seeds() -> None:
     try:
         run()
         assert harness.relay.counters.allocations_created >= 1  # the handlers met a live allocation
+        # An input over STALL once is timed again: a stall is one that stays over it in each of 20 runs.
+        stalls = {data.hex(): cost for data in stats.stalls if (cost := harness.retime(data, 20)) >= STALL}
     finally:
         harness.close()
     assert stats.exceptions == [], stats.exceptions[0]
     assert harness.loop_errors == []
     assert stats.inputs >= FUZZ_INPUTS
-    slowest, data = stats.slowest
-    assert slowest < STALL, f"{slowest * 1000:.1f} ms of CPU for {data.hex()}"
+    assert stalls == {}

@@ -3,7 +3,6 @@ shows the input budget and what it dropped, and the relay answers a fresh Bindin
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.turn_relay import wait_for_udp
 from tests.support import Server
 from tests.turn.fuzzing import join
 from tests.turn.test_hostile_input import worst_shapes
@@ -37,21 +37,6 @@ def flood(port: int, seconds: float) -> None:
         while time.monotonic() < until:
             for data in packets:
                 sock.sendto(data, ("127.0.0.1", port))
-
-
-def binding_answered(port: int, timeout: float = 5.0) -> bool:
-    request = bytes.fromhex("000100002112a442") + os.urandom(12)
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.settimeout(0.2)
-        while time.monotonic() < deadline:
-            probe.sendto(request, ("127.0.0.1", port))
-            try:
-                if probe.recv(2048)[8:20] == request[8:20]:
-                    return True
-            except OSError:
-                pass
-    return False
 
 
 def healthz_latencies(client: httpx.Client, busy: Callable[[], bool]) -> list[float]:
@@ -103,4 +88,4 @@ def test_serve_keeps_answering_https_under_a_stun_flood(make_server: Callable[..
     assert metric(text, 'opencall_turn_dropped_total{reason="input_budget"}') > 0
     assert metric(text, 'opencall_turn_dropped_total{reason="malformed"}') > 0
     assert metric(text, 'opencall_turn_error_responses_total{code="420"}') > 0
-    assert binding_answered(port)  # once 127.0.0.1's budget refills
+    wait_for_udp(port, 5.0)  # answered once 127.0.0.1's budget refills (raises if not)
