@@ -29,6 +29,7 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 from opencall.config import ServerConfig
 from turn.gate import ConnectionGate
+from turn.server import client_address
 from turn.tlsaccept import secure
 
 REQUEST_MAX_HEADER_SIZE = 8192  # Sanic's default, set explicitly: a request's line and headers
@@ -80,9 +81,7 @@ def capped_protocol(app: Sanic, gate: ConnectionGate, is_operator: Callable[[str
             self._raw: bytearray | None = None  # TLS records read before the handshake started
             self._early: bytearray | None = None  # decrypted before Sanic's protocol started
             peer: Any = transport.get_extra_info("peername")
-            ip = str(peer[0]) if peer else ""
-            if ip.startswith("::ffff:") and "." in ip:
-                ip = ip[7:]
+            ip = client_address(peer)[0] if peer else ""
             raw = cast(asyncio.Transport, transport)
             if gate.admit(ip, privileged=is_operator(ip)) is not None:
                 if tls is None:
