@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.api import schema_fuzz
 from tests.signaling.event_fuzz import Fuzzer, inputs, judge
-from tests.support import Server, test_config
+from tests.support import NO_CALL_LIMITS, Server, test_config
 
 
 def fuzz_rest(server: Server, examples: int) -> None:
@@ -77,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opencall-fuzz-") as folder:
         workdir = Path(folder)
-        server = Server(workdir, test_config(workdir, {"rate_limits": {"calls_per_socket": 0}})).start()
+        server = Server(workdir, test_config(workdir, NO_CALL_LIMITS)).start()
         try:
             fuzz_rest(server, args.rest_examples)
             fuzz_socket(server, args.socket_examples)

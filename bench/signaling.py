@@ -186,7 +186,8 @@ def server_config(log_level: str) -> dict[str, Any]:
         "turn": {"listen": "127.0.0.1", "advertise": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM),
                  "tls_port": None, "allowed_peers": ["127.0.0.0/8"]},
         "rate_limits": {"login_per_ip": 10000, "login_failures_per_user": 10000, "register_per_ip": 10000,
-                        "contact_per_ip": 10000, "client_log_per_ip": 10000, "calls_per_socket": 0},
+                        "contact_per_ip": 10000, "client_log_per_ip": 10000, "calls_per_caller": 0,
+                        "calls_per_ip": 0, "rings_per_callee": 0},
     }
 
 

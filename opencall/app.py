@@ -11,7 +11,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
 from opencall import __version__, httplimits
-from opencall.api import account, auth, errors, guards, info, public
+from opencall.api import account, auth, errors, guards, headers, info, public
 from opencall.api.context import anonymous_id
 from opencall.api.cookies import remember_anonymous
 from opencall.appliance import install as install_appliance
@@ -23,15 +23,19 @@ from opencall.netinfo import url_host
 from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
 from opencall.services.accounts import Accounts
 from opencall.services.anonymous import AnonymousIds
+from opencall.services.blocks import Blocks
 from opencall.services.call_log import CallRecorder
 from opencall.services.callids import permanent_call_id
 from opencall.services.calls import Signaling
+from opencall.services.client_log import ClientLog
 from opencall.services.ice import IcePlan
 from opencall.services.invites import Invites
 from opencall.services.presence import Presence
 from opencall.services.ratelimit import RateLimiter
 from opencall.services.registry import Registry
 from opencall.services.relay_policy import CallRelayPolicy
+from opencall.services.revocation import CredentialSweep
+from opencall.services.ringing import RingingLimits
 from opencall.services.secrets_store import api_key_cipher, turn_secret
 from opencall.signaling import server as signaling_server
 from opencall.tls import server_ssl_context
@@ -74,9 +78,11 @@ class AppServices:
     public_url: str | None
     call_log: CallRecorder
     anonymous: AnonymousIds
+    client_log: ClientLog
+    blocks: Blocks
 
 
-def build_services(config: Config, presence: Presence, advertised: tuple[str, ...]) -> AppServices:
+def build_services(config: Config, registry: Registry, advertised: tuple[str, ...]) -> AppServices:
     """Make the services from the config; key material is created in data_dir on first start."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     turn = config.turn
@@ -92,13 +98,15 @@ def build_services(config: Config, presence: Presence, advertised: tuple[str, ..
     return AppServices(
         config=config,
         accounts=Accounts(api_key_cipher(config.data_dir)),
-        invites=Invites(presence, config.invite_ttl),
-        presence=presence,
+        invites=Invites(registry, config.invite_ttl),
+        presence=registry,
         ice_plan=ice_plan,
         limits=Limits.from_config(config.rate_limits),
         public_url=config.server.public_url,
         call_log=CallRecorder(),
         anonymous=AnonymousIds.from_secret(ice_plan.secret),
+        client_log=ClientLog(config.client_log.bytes_per_minute),
+        blocks=Blocks(registry.identity_of),
     )
 
 
@@ -135,20 +143,25 @@ def create_app(config: Config) -> Sanic:
                      if config.turn.peer_policy == "call" else None)
         relay = TurnServer(settings, may_relay=may_relay)
     recorder = services.call_log
+    limits = config.rate_limits
     sio = signaling_server.make_socket_server(config.server.public_url)
     signaling = Signaling(
         registry=registry,
         outbox=signaling_server.SocketIOOutbox(sio),
         recorder=recorder,
         ring_timeout=config.ring_timeout,
-        calls_per_minute=config.rate_limits.calls_per_socket,
+        limits=RingingLimits(limits.calls_per_caller, limits.calls_per_ip, limits.rings_per_callee),
+        refuses=services.blocks.refuses,
         permanent_call_id=lambda user_id: _permanent_call_id(registry, user_id),
         resume_grace=config.signaling.resume_grace,
     )
     services.accounts.key_rotation_listeners.append(signaling.key_rotated)
+    services.accounts.session_end_listeners.append(signaling.session_ended)
+    sweep = CredentialSweep(signaling)  # revocations made by other processes (opencall user …) reach sockets
     signaling_server.attach(app, sio, signaling, services.accounts, services.anonymous)
 
     errors.install(app)
+    headers.install(app)
     app.on_request(guards.api_guards)
     for blueprint in (auth.bp, account.bp, public.bp, info.bp):
         app.blueprint(blueprint)
@@ -176,6 +189,14 @@ def create_app(config: Config) -> Sanic:
         await open_database(config.resolved_database_url)
         recorder.start()
         log.info("OpenCall %s: database ready", __version__)
+
+    @app.after_server_start
+    async def start_sweep(app: Sanic) -> None:
+        sweep.start()
+
+    @app.before_server_stop
+    async def stop_sweep(app: Sanic) -> None:
+        await sweep.stop()
 
     @app.after_server_stop
     async def stop_storage(app: Sanic) -> None:
@@ -212,6 +233,6 @@ def create_app(config: Config) -> Sanic:
             await announcer.stop()
 
     # Its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
-    monitor = install_appliance(app, config, registry, services.limits, signaling.call_limiter,
+    monitor = install_appliance(app, config, registry, services.limits, signaling.limits.named(),
                                 relay_loopback_only=relay_problem is not None)
     return app

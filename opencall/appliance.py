@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ log = logging.getLogger("opencall")
 
 
 def install(app: Sanic, config: Config, registry: Registry, limits: DataclassInstance,
-            call_limiter: RateLimiter | None = None, relay_loopback_only: bool = False) -> RelayMonitor:
+            call_limiters: Iterable[tuple[str, RateLimiter]] = (), relay_loopback_only: bool = False) -> RelayMonitor:
     """Wire the operator endpoints and lifecycle hooks into ``app``; returns the relay monitor to attach to.
 
     ``limits`` is the app's dataclass of named :class:`RateLimiter` (``app.Limits``);
@@ -40,8 +41,7 @@ def install(app: Sanic, config: Config, registry: Registry, limits: DataclassIns
     """
     monitor = RelayMonitor(config.turn.enabled, loopback_only=relay_loopback_only)
     limiters = [(f.name, getattr(limits, f.name)) for f in fields(limits)]
-    if call_limiter is not None:
-        limiters.append(("calls_per_socket", call_limiter))
+    limiters.extend(call_limiters)
     keeper = certificate_keeper(config)
     app.ctx.relay_monitor = monitor
     app.ctx.ops = ops.OpsState(

@@ -53,8 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument("--email", required=True)
     actions.add_parser("remove", parents=[with_config], help="delete an account").add_argument("username")
-    actions.add_parser("reset-password", parents=[with_config],
-                       help="set a new password and sign out every session").add_argument("username")
+    reset = actions.add_parser("reset-password", parents=[with_config],
+                               help="set a new password and sign out every session and socket")
+    reset.add_argument("username")
+    reset.add_argument("--rotate-key", action="store_true", help="replace the API key too (prints the new one)")
     actions.add_parser("list", parents=[with_config], help="list the accounts")
     return parser
 
@@ -85,7 +87,8 @@ def _user(args: argparse.Namespace, config: Config) -> int:
     elif args.action == "add":
         print(asyncio.run(users.add(config, args.username, args.email, users.read_password())))
     else:
-        print(asyncio.run(users.reset_password(config, args.username, users.read_password("New password"))))
+        print(asyncio.run(users.reset_password(config, args.username, users.read_password("New password"),
+                                               rotate_key=args.rotate_key)))
     return 0
 
 

@@ -89,14 +89,25 @@ class IceConfig:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Requests per minute; 0 turns that limit off."""
+    """Requests per minute (``rings_per_callee``: per ten minutes); 0 turns that limit off."""
 
     login_per_ip: int = 30
     login_failures_per_user: int = 10
     register_per_ip: int = 10
     contact_per_ip: int = 5
     client_log_per_ip: int = 120
-    calls_per_socket: int = 30
+    calls_per_caller: int = 30  # per account or anonymous browser, whatever socket it uses
+    calls_per_ip: int = 60  # per source address (IPv6: per /64)
+    rings_per_callee: int = 5  # unanswered rings of one Call ID by one caller in ten minutes
+
+
+@dataclass(frozen=True)
+class ClientLogConfig:
+    """``client_log``: the browsers' lines (POST /api/client-log) in ``client.log`` beside ``log_file``."""
+
+    bytes_per_minute: int = 256 * 1024  # all clients together; lines beyond it are dropped and counted
+    max_bytes: int = 10 * 1024 * 1024  # client.log rolls over at this size
+    backups: int = 2  # rolled-over files kept (client.log.1 ...)
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,7 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     ice: IceConfig = field(default_factory=IceConfig)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    client_log: ClientLogConfig = field(default_factory=ClientLogConfig)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     mdns: MdnsConfig = field(default_factory=MdnsConfig)
@@ -368,6 +380,15 @@ ICE_KEYS: dict[str, Callable[[str, Any], Any]] = {"extra_servers": _ice_servers}
 RATE_LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = {
     name.name: _int(0, 1_000_000) for name in fields(RateLimits)
 }
+# Keys of earlier versions still read, under their new name: (section, old key) → new key.
+RENAMED_KEYS = {("rate_limits", "calls_per_socket"): "calls_per_caller"}
+CLIENT_LOG_KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "bytes_per_minute": _int(16 << 10, 64 << 20),  # at least one 2000-character line of any script
+    "max_bytes": _int(64 << 10, 1 << 30),
+    "backups": _int(1, 100),
+}
+
+
 def _redis_url(key: str, value: Any) -> None:
     """Reserved: call state lives in one process, so a shared Socket.IO bus alone would split calls."""
     _url(("redis", "rediss"))(key, value)
@@ -389,6 +410,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     "turn": (TurnConfig, TURN_KEYS),
     "ice": (IceConfig, ICE_KEYS),
     "rate_limits": (RateLimits, RATE_LIMIT_KEYS),
+    "client_log": (ClientLogConfig, CLIENT_LOG_KEYS),
     "signaling": (SignalingConfig, SIGNALING_KEYS),
     "metrics": (MetricsConfig, METRICS_KEYS),
     "mdns": (MdnsConfig, MDNS_KEYS),
@@ -411,6 +433,10 @@ def _section(name: str, raw: Any) -> Any:
         raise _fail(name, f"must be a mapping, got {raw!r}")
     values = {}
     for key, value in raw.items():
+        new = RENAMED_KEYS.get((name, key))
+        if new is not None and new in raw:
+            raise _fail(f"{name}.{key}", f"was renamed {new}; give only {name}.{new}")
+        key = new or key
         if key not in checkers:
             raise _fail(f"{name}.{key}", "unknown key")
         values[key] = checkers[key](f"{name}.{key}", value)

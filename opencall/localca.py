@@ -2,6 +2,10 @@
 
 Phones trust the CA once (it is served at ``/ca.crt``); the server certificate can then be re-issued whenever
 this host's names or addresses change, or it nears expiry, without anyone trusting anything again.
+The CA is name-constrained: it can vouch only for the box's own names, names no public site can have
+(``.local``, ``localhost``, ``home.arpa``, ``internal``) and private, loopback and link-local addresses. A CA of
+an older version (no constraints) or one that does not cover a new name of the box is replaced: its certificate
+is kept as ``ca-legacy.crt`` for the "Trust this box" page, its key destroyed.
 Everything here is pure X.509 work with ``cryptography`` plus file I/O in ``<data_dir>/tls``.
 """
 
@@ -24,14 +28,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 TLS_DIR = "tls"
-CA_CERT, CA_KEY = "ca.crt", "ca.key"
+CA_CERT, CA_KEY, LEGACY_CA_CERT = "ca.crt", "ca.key", "ca-legacy.crt"
 SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=397)  # the longest lifetime browsers accept for a server certificate
 RENEW_BEFORE = datetime.timedelta(days=30)  # re-issue when less than this is left
+TRANSITION = datetime.timedelta(days=90)  # how long the trust page tells of a replaced CA
+# DNS names every CA may vouch for besides the box's own: no public site can hold them. RFC 6762 (mDNS),
+# RFC 6761 §6.3 (localhost), RFC 8375 (home networks), and ICANN's private-use TLD (2024).
+STANDING_DOMAINS = ("home.arpa", "internal", "local", "localhost")
+# Addresses it may vouch for: private (RFC 1918), shared (RFC 6598: carrier NAT, Tailscale), loopback,
+# IPv4 link-local (RFC 3927), IPv6 loopback, link-local and unique local (RFC 4193). No public address.
+PERMITTED_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "::1/128", "fe80::/10", "fc00::/7"))
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 CertKey = ec.EllipticCurvePrivateKey
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,78 @@ class Names:
 
     def general_names(self) -> list[x509.GeneralName]:
         return [x509.DNSName(d) for d in self.dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in self.ips]
+
+    def within(self, permits: Permits | None) -> Names:
+        """The names a CA with ``permits`` may vouch for (all of them for an unconstrained CA)."""
+        if permits is None:
+            return self
+        return Names(tuple(d for d in self.dns if permits.allows_dns(d)),
+                     tuple(i for i in self.ips if permits.allows_ip(i)))
+
+
+@dataclass(frozen=True)
+class Permits:
+    """The permitted subtrees of a name-constrained CA: DNS domains and address ranges.
+
+    RFC 5280 §4.2.1.10: once a CA lists permitted subtrees of a name type, every name of that type outside
+    them is refused in the certificates it signs. IPv4 and IPv6 ranges are one type (iPAddress), so a leaf's
+    IPv6 address outside the IPv6 ranges is refused too; both families are listed.
+    """
+
+    domains: tuple[str, ...]
+    networks: tuple[Network, ...]
+
+    @classmethod
+    def for_box(cls, dns: Iterable[str]) -> Permits:
+        """What a new CA permits: :data:`STANDING_DOMAINS`, each of ``dns`` not already under a permitted
+        domain, and :data:`PERMITTED_NETWORKS`."""
+        domains = set(STANDING_DOMAINS)
+        for name in sorted({d.lower().rstrip(".") for d in dns}, key=lambda d: d.count(".")):
+            if not _under(name, domains):
+                domains.add(name)
+        return cls(tuple(sorted(domains)), PERMITTED_NETWORKS)
+
+    @classmethod
+    def of_ca(cls, ca_cert: x509.Certificate) -> Permits | None:
+        """The permitted subtrees of ``ca_cert``; None when it has no name constraints (it vouches for any site)."""
+        try:
+            constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            return None
+        subtrees = constraints.permitted_subtrees or []
+        return cls(tuple(n.value.lower() for n in subtrees if isinstance(n, x509.DNSName)),
+                   tuple(n.value for n in subtrees if isinstance(n, x509.IPAddress)
+                         and isinstance(n.value, ipaddress.IPv4Network | ipaddress.IPv6Network)))
+
+    def allows_dns(self, name: str) -> bool:
+        """Whether ``name`` is one of the domains or under one (RFC 5280: labels added on the left)."""
+        return _under(name.lower().rstrip("."), self.domains)
+
+    def allows_ip(self, ip: str) -> bool:
+        """Whether the address ``ip`` is in one of the ranges."""
+        address = ipaddress.ip_address(ip)
+        return any(address.version == net.version and address in net for net in self.networks)
+
+    def general_names(self) -> list[x509.GeneralName]:
+        return [x509.DNSName(d) for d in self.domains] + [x509.IPAddress(net) for net in self.networks]
+
+    def describe(self) -> list[str]:
+        """The domains and ranges as text, e.g. ``["local", …, "10.0.0.0/8", …]``."""
+        return [*self.domains, *(str(net) for net in self.networks)]
+
+
+def _under(name: str, domains: Iterable[str]) -> bool:
+    return any(name == domain or name.endswith(f".{domain}") for domain in domains)
+
+
+def common_name(cert: x509.Certificate) -> str:
+    """The certificate's CN: the name phones list it by."""
+    return ", ".join(str(attr.value) for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint as phones and ``openssl x509 -fingerprint -sha256`` show it: ``AB:CD:…``."""
+    return ":".join(f"{byte:02X}" for byte in cert.fingerprint(hashes.SHA256()))
 
 
 def is_dns_name(name: str) -> bool:
@@ -131,8 +217,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def make_ca(common_name: str) -> tuple[x509.Certificate, CertKey]:
-    """A new CA certificate and key (ECDSA P-256), valid for ten years, that may sign only end certificates."""
+def make_ca(common_name: str, permits: Permits) -> tuple[x509.Certificate, CertKey]:
+    """A new CA certificate and key (ECDSA P-256), valid for ten years, that may sign only end certificates,
+    and only for the names and addresses of ``permits`` (a critical NameConstraints extension)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OpenCall"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -149,10 +236,21 @@ def make_ca(common_name: str) -> tuple[x509.Certificate, CertKey]:
         .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                      content_commitment=False, key_encipherment=False, data_encipherment=False,
                                      key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.NameConstraints(permitted_subtrees=permits.general_names(), excluded_subtrees=None),
+                       critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert, key
+
+
+def ca_replacement_reason(ca_cert: x509.Certificate, dns: Iterable[str]) -> str | None:
+    """Why the CA must be replaced (no name constraints, a name of the box outside them), or None."""
+    permits = Permits.of_ca(ca_cert)
+    if permits is None:
+        return "the local CA had no name constraints, so it could vouch for any site"
+    outside = sorted({d for d in dns if not permits.allows_dns(d)})
+    return f"the local CA cannot vouch for {', '.join(outside)}" if outside else None
 
 
 def _common_name(names: Names) -> str:
@@ -238,17 +336,56 @@ class LocalCA:
     def key_path(self) -> Path:
         return self.folder / SERVER_KEY
 
-    def load_or_create_ca(self) -> tuple[x509.Certificate, CertKey]:
-        """The CA, made on first use (its key readable by its owner only)."""
+    @property
+    def legacy_ca_cert_path(self) -> Path:
+        return self.folder / LEGACY_CA_CERT
+
+    def load_ca(self) -> tuple[x509.Certificate, CertKey]:
+        """The CA's certificate and key; OSError or ValueError when missing or unreadable."""
+        cert = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
+        key = serialization.load_pem_private_key(self.ca_key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{self.ca_key_path} is not an EC key")
+        return cert, key
+
+    def ensure_ca(self, dns: Iterable[str] = ()) -> str | None:
+        """Make the CA on first use, or replace one that cannot vouch for the box's DNS names ``dns`` or has no
+        name constraints; returns why it was (re)made, or None.
+
+        A replaced CA's certificate is kept as ``ca-legacy.crt`` (the trust page names it, so people can
+        remove it from their phones) and its key is overwritten by the new one: nothing can sign with it again.
+        """
+        names = [d for d in dns if is_dns_name(d)]
         if self.ca_cert_path.exists() and self.ca_key_path.exists():
-            cert = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
-            key = serialization.load_pem_private_key(self.ca_key_path.read_bytes(), password=None)
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-            return cert, key
-        cert, key = make_ca(f"OpenCall local CA ({socket.gethostname()})")
+            old = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
+            reason = ca_replacement_reason(old, names)
+            if reason is None:
+                return None
+            write_public(self.legacy_ca_cert_path, old.public_bytes(serialization.Encoding.PEM))
+        else:
+            reason = "there was no local CA"
+        cert, key = make_ca(f"OpenCall local CA ({socket.gethostname()}) {_now():%Y-%m-%d}", Permits.for_box(names))
         write_private(self.ca_key_path, _pem_key(key))
         write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        return cert, key
+        return reason
+
+    def read_ca_certificate(self) -> x509.Certificate | None:
+        """The CA's certificate, or None when missing or unreadable."""
+        try:
+            return x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def legacy_ca(self, now: datetime.datetime | None = None) -> x509.Certificate | None:
+        """The CA this one replaced, during the :data:`TRANSITION` after the replacement; else None."""
+        current = self.read_ca_certificate()
+        try:
+            legacy = x509.load_pem_x509_certificate(self.legacy_ca_cert_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if current is None or (now or _now()) >= current.not_valid_before_utc + TRANSITION:
+            return None
+        return legacy
 
     def read_server_certificate(self) -> x509.Certificate | None:
         """The current server certificate, or None when missing or unreadable."""
@@ -258,11 +395,18 @@ class LocalCA:
             return None
 
     def ensure_server_certificate(self, names: Names) -> str | None:
-        """Make sure the server certificate is current for ``names``; returns why it was (re-)issued, or None."""
-        ca_cert, ca_key = self.load_or_create_ca()
+        """Make sure the CA can vouch for ``names`` and the server certificate is current for those it may
+        vouch for (public addresses are left out); returns why it was (re-)issued, or None."""
+        ca_reason = self.ensure_ca(names.dns)
+        ca_cert, ca_key = self.load_ca()
+        names = names.within(Permits.of_ca(ca_cert))
         cert = self.read_server_certificate()
-        reason = "there was none" if cert is None or not self.key_path.exists() else renewal_reason(
-            cert, ca_cert, names)
+        if cert is None or not self.key_path.exists():
+            reason: str | None = "there was none"
+        elif ca_reason is not None:
+            reason = ca_reason
+        else:
+            reason = renewal_reason(cert, ca_cert, names)
         if reason is None:
             return None
         cert, key = issue_server_certificate(ca_cert, ca_key, names)

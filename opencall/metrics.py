@@ -114,6 +114,7 @@ class Snapshot:
     relay_state: str
     relay_counters: Mapping[str, int] | None
     http_connections: Mapping[str, int] = field(default_factory=dict)  # http_snapshot() of the HTTPS gate
+    client_log: Mapping[str, int] = field(default_factory=dict)  # services.client_log.ClientLog.counters()
 
 
 def http_snapshot(gate: ConnectionGate) -> dict[str, int]:
@@ -146,6 +147,10 @@ def render(snapshot: Snapshot) -> str:
         for reason in (GLOBAL_LIMIT, PER_IP_LIMIT):
             out.add("opencall_http_connections_refused_total", "counter",
                     "HTTPS connections refused with 503, by cap.", http.get(reason, 0), {"reason": reason})
+    for key, count in snapshot.client_log.items():  # {written,dropped}_{lines,bytes}
+        outcome, _, unit = key.partition("_")
+        out.add(f"opencall_client_log_{unit}_total", "counter", f"Browser log {unit} (POST /api/client-log) "
+                "written to client.log, or dropped over client_log.bytes_per_minute.", count, {"outcome": outcome})
     out.add("opencall_relay_up", "gauge", "1 when the TURN relay is running.",
             1 if snapshot.relay_state == "ok" else 0)
     counters = snapshot.relay_counters

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from opencall.config import Config, TlsConfig
-from opencall.localca import LocalCA, host_names
+from opencall.localca import LocalCA, common_name, fingerprint, host_names
 from opencall.mdns import local_name
 
 log = logging.getLogger("opencall.tls")
@@ -80,13 +80,27 @@ class CertificateKeeper:
         """
         reason = None
         if self.local_ca is not None:
-            reason = self.local_ca.ensure_server_certificate(host_names(self._extra_names))
+            names = host_names(self._extra_names)
+            self._ensure_ca(self.local_ca, names.dns)
+            reason = self.local_ca.ensure_server_certificate(names)
         # Load into a scratch context first: a failed load_cert_chain can leave a context half-changed.
         _new_context().load_cert_chain(self.cert_path, self.key_path)
         self.context.load_cert_chain(self.cert_path, self.key_path)
         if reason:
             log.info("server certificate re-issued: %s", reason)
         return reason
+
+    @staticmethod
+    def _ensure_ca(local_ca: LocalCA, dns: tuple[str, ...]) -> None:
+        """Make or replace the local CA when needed, and say so with its fingerprint (phones must trust it)."""
+        replacing = local_ca.ca_cert_path.exists()
+        made = local_ca.ensure_ca(dns)
+        if made is None:
+            return
+        ca_cert, _ = local_ca.load_ca()
+        log.log(logging.WARNING if replacing else logging.INFO,
+                "local CA %s: %s; new CA %s, SHA-256 fingerprint %s: phones must trust it once (page /trust)",
+                "replaced" if replacing else "made", made, common_name(ca_cert), fingerprint(ca_cert))
 
     def reload(self) -> None:
         """SIGHUP and the daily check: refresh, logging (never raising) when the new files are unusable."""

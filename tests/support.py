@@ -65,10 +65,14 @@ def test_config(workdir: Path, overrides: Mapping[str, Any] | None = None) -> di
         "turn": {"listen": "127.0.0.1", "advertise": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM),
                  "tls_port": None, "allowed_peers": ["127.0.0.0/8"]},
         "rate_limits": {"login_per_ip": 10000, "login_failures_per_user": 10000, "register_per_ip": 10000,
-                        "contact_per_ip": 10000, "client_log_per_ip": 10000},
+                        "contact_per_ip": 10000, "client_log_per_ip": 10000, "calls_per_caller": 10000,
+                        "calls_per_ip": 10000, "rings_per_callee": 10000},
     }
     return merge(base, overrides or {})
 
+
+# Overrides for a server that must never refuse a call (fuzzers, benchmarks).
+NO_CALL_LIMITS = {"rate_limits": {"calls_per_caller": 0, "calls_per_ip": 0, "rings_per_callee": 0}}
 
 test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, despite its name
 

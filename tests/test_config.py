@@ -47,11 +47,18 @@ def test_embedded_defaults_match_the_design(tmp_path: Path, monkeypatch: pytest.
     assert config.ice.extra_servers == ()  # no public STUN server by default
     assert dataclasses.asdict(config.rate_limits) == {
         "login_per_ip": 30, "login_failures_per_user": 10, "register_per_ip": 10, "contact_per_ip": 5,
-        "client_log_per_ip": 120, "calls_per_socket": 30,
+        "client_log_per_ip": 120, "calls_per_caller": 30, "calls_per_ip": 60, "rings_per_callee": 5,
     }
     assert config.signaling.redis_url is None
     assert config.signaling.resume_grace == 15
     assert (config.mdns.enabled, config.mdns.name) == (False, "auto")  # a developer's machine stays quiet
+
+
+def test_the_designs_calls_per_socket_is_read_as_calls_per_caller(tmp_path: Path) -> None:
+    """design.md's schema names the call limit ``calls_per_socket``; it now counts per caller, across reconnects."""
+    assert parse_config({"rate_limits": {"calls_per_socket": 7}}, tmp_path).rate_limits.calls_per_caller == 7
+    with pytest.raises(ConfigError, match=r"rate_limits.calls_per_socket: was renamed calls_per_caller"):
+        parse_config({"rate_limits": {"calls_per_socket": 7, "calls_per_caller": 8}}, tmp_path)
 
 
 def test_the_example_file_holds_exactly_the_defaults(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import Server, test_config
 
 MIGRATE_TO_FIRST = """
@@ -26,6 +28,7 @@ def _columns(db: Path, table: str) -> set[str]:
         return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
+@pytest.mark.slow  # seconds of its own: left out of the quick loop
 def test_server_upgrades_a_database_made_by_the_first_migration(tmp_path: Path) -> None:
     server = Server(tmp_path / "srv", test_config(tmp_path / "srv"))
     db = server.data_dir / "opencall.db"
@@ -37,13 +40,19 @@ def test_server_upgrades_a_database_made_by_the_first_migration(tmp_path: Path) 
             "INSERT INTO users (username, username_key, email, password_hash, created_at) "
             "VALUES ('old', 'old', 'old@example.com', 'x', '2026-01-01 00:00:00+00:00')"
         )
+        conn.execute(
+            "INSERT INTO calls (caller_id, caller_call_id, callee_call_id, status, started_at) "
+            "VALUES (1, 'R4WTBN8C', 'K7XM2PQ9', 'missed', '2026-01-01 00:00:00+00:00')"
+        )
     server.start()
     try:
         assert "claimed_by_anon" in _columns(db, "invites")
+        assert {"blocked", "caller_username", "callee_username", "caller_principal"} <= _columns(db, "calls")
         with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT username FROM users").fetchall() == [("old",)]
+            assert conn.execute("SELECT username, block_strangers FROM users").fetchall() == [("old", 0)]
+            assert conn.execute("SELECT blocked, caller_username FROM calls").fetchall() == [(0, None)]
             applied = [row[0] for row in conn.execute("SELECT name FROM tortoise_migrations ORDER BY id")]
-        assert applied[-1].startswith("0002")
+        assert applied[-1].startswith("0003")
     finally:
         server.stop()
 

@@ -17,6 +17,7 @@ from tortoise.connection import get_connection
 from tortoise.functions import Count
 
 from opencall import __version__
+from opencall.api.context import services
 from opencall.api.errors import error_response
 from opencall.config import MetricsConfig
 from opencall.db.models import Call
@@ -107,6 +108,7 @@ async def metrics(request: Request) -> HTTPResponse:
         relay_state=state.relay.state(),
         relay_counters=state.relay.counters(),
         http_connections=http_snapshot(request.app.ctx.http_gate),
+        client_log=services(request).client_log.counters(),
     )
     return raw(render(snapshot).encode(), content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 

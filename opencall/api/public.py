@@ -33,7 +33,7 @@ async def ship_client_log(request: Request) -> HTTPResponse:
     app = services(request)
     app.limits.client_log_per_ip.hit(client_ip(request))
     lines = client_log.parse_lines(request.json)
-    received = client_log.record(await _who(request), lines)
+    received = app.client_log.record(await _who(request), lines)
     response = json({"ok": True, "received": received})
     remember_anonymous(request, response)
     return response

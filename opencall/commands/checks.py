@@ -16,7 +16,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from opencall.config import Config
-from opencall.localca import LocalCA, certificate_names, host_names, renewal_reason
+from opencall.localca import (
+    LocalCA,
+    Permits,
+    ca_replacement_reason,
+    certificate_names,
+    common_name,
+    fingerprint,
+    host_names,
+    renewal_reason,
+)
 from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem
 from opencall.services.secrets_store import TURN_SECRET_FILE
 from opencall.tls import extra_names
@@ -149,6 +158,18 @@ def _describe(cert: x509.Certificate) -> str:
     return ", ".join([*names.dns, *names.ips])
 
 
+def check_local_ca(ca: x509.Certificate, dns: tuple[str, ...]) -> Result:
+    """The local CA's SHA-256 fingerprint (to compare with the phones'), and that it vouches only for the box."""
+    permits = Permits.of_ca(ca)
+    reason = ca_replacement_reason(ca, dns)
+    detail = f"{common_name(ca)}, SHA-256 fingerprint {fingerprint(ca)}"
+    if reason is not None or permits is None:
+        return Result("local CA", False, f"{detail}; must be replaced: {reason}",
+                      "restart the service: it makes a new CA, which every phone then trusts once (page /trust)")
+    return Result("local CA", True, f"{detail}; vouches only for {', '.join(permits.domains)} and private, "
+                                    "loopback and link-local addresses")
+
+
 def check_certificate(config: Config, running: bool) -> list[Result]:
     """Validity and SANs of the certificate files; and that the running server serves the current one."""
     tls = config.server.tls
@@ -159,19 +180,20 @@ def check_certificate(config: Config, running: bool) -> list[Result]:
         local = LocalCA.in_data_dir(config.data_dir)
         cert_path = local.cert_path
         cert = local.read_server_certificate()
-        try:
-            ca = x509.load_pem_x509_certificate(local.ca_cert_path.read_bytes())
-        except (OSError, ValueError):
+        ca = local.read_ca_certificate()
+        if ca is None:
             return [Result("certificate", False, f"no local CA in {local.folder}",
                            "start the service once: it makes the CA and the certificate")]
         if cert is None:
             return [Result("certificate", False, f"no server certificate in {local.folder}",
                            "start the service once: it makes the certificate")]
-        reason = renewal_reason(cert, ca, host_names(extra_names(config)))
+        names = host_names(extra_names(config))
+        reason = renewal_reason(cert, ca, names.within(Permits.of_ca(ca)))
         fix = "restart the service or run: systemctl reload opencall (it re-issues the certificate)"
+        ca_line = [check_local_ca(ca, names.dns)]
     else:
         assert tls.cert is not None and tls.key is not None
-        cert_path, reason = tls.cert, None
+        cert_path, reason, ca_line = tls.cert, None, []
         fix = "renew the certificate files, then run: systemctl reload opencall"
         try:
             cert = x509.load_pem_x509_certificate(tls.cert.read_bytes())
@@ -182,7 +204,7 @@ def check_certificate(config: Config, running: bool) -> list[Result]:
     valid, until = _expiry(cert)
     ok = valid and reason is None
     detail = f"{cert_path}: {until}; names: {_describe(cert)}" + (f"; must be re-issued: {reason}" if reason else "")
-    results = [Result("certificate", ok, detail, "" if ok else fix)]
+    results = [Result("certificate", ok, detail, "" if ok else fix), *ca_line]
     if running:
         served = served_certificate(config)
         same = served is not None and served.fingerprint(hashes.SHA256()) == cert.fingerprint(hashes.SHA256())

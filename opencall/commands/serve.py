@@ -40,7 +40,7 @@ def serve(config: Config, which: str = "") -> int:
     from opencall.logs import setup_logging
     from opencall.tls import server_ssl_context
 
-    setup_logging(config.log_file, config.log_level)
+    setup_logging(config.log_file, config.log_level, config.client_log.max_bytes, config.client_log.backups)
     if which:
         logging.getLogger("opencall").info("%s", which)
     prepare_storage(config)

@@ -12,9 +12,11 @@ from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
 from opencall.services.accounts import Accounts
 from opencall.services.errors import ServiceError
+from opencall.services.revocation import SWEEP_INTERVAL
 from opencall.services.secrets_store import api_key_cipher
 
 T = TypeVar("T")
+_SOCKETS_CLOSE = f"its connected sockets close within {SWEEP_INTERVAL:g} s"
 
 
 class UserCommandError(Exception):
@@ -58,17 +60,23 @@ async def add(config: Config, username: str, email: str, password: str) -> str:
 
 
 async def remove(config: Config, username: str) -> str:
+    """Delete an account; a running server closes its sockets within the credential sweep's interval."""
+
     async def action(accounts: Accounts) -> str:
         user = await accounts.remove(username)
-        return f"user {user.username} removed"
+        return f"user {user.username} removed; {_SOCKETS_CLOSE}"
 
     return await _with_accounts(config, action)
 
 
-async def reset_password(config: Config, username: str, password: str) -> str:
+async def reset_password(config: Config, username: str, password: str, rotate_key: bool = False) -> str:
+    """Set a new password and sign out every session (with ``rotate_key``, replace the API key too); a running
+    server closes every socket of the account within the credential sweep's interval."""
+
     async def action(accounts: Accounts) -> str:
-        user = await accounts.reset_password(username, password)
-        return f"password of {user.username} changed; its sessions were signed out"
+        user, key = await accounts.reset_password(username, password, rotate_key=rotate_key)
+        kept = f"new API key: {key}" if key else "its API key keeps working (--rotate-key replaces it)"
+        return f"password of {user.username} changed; its sessions were signed out and {_SOCKETS_CLOSE}; {kept}"
 
     return await _with_accounts(config, action)
 

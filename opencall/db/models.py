@@ -16,6 +16,8 @@ class User(Model):
     password_hash = fields.CharField(max_length=255)
     call_id = fields.CharField(max_length=8, unique=True, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # "Do not disturb from strangers": refuse callers without an account (services/blocks.py).
+    block_strangers = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "users"
@@ -68,6 +70,7 @@ class Invite(Model):
     )
     claimed_by_anon = fields.CharField(max_length=32, null=True)  # an anonymous browser's id
     claimed_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "invites"
@@ -87,8 +90,13 @@ class Call(Model):
     callee_id: int | None
     caller_call_id = fields.CharField(max_length=8)
     callee_call_id = fields.CharField(max_length=8)
-    caller_name = fields.CharField(max_length=32, null=True)
+    caller_name = fields.CharField(max_length=32, null=True)  # the display name each party typed
     callee_name = fields.CharField(max_length=32, null=True)
+    caller_username = fields.CharField(max_length=32, null=True)  # the account each party was signed in to
+    callee_username = fields.CharField(max_length=32, null=True)
+    caller_principal = fields.CharField(max_length=40, null=True)  # who placed it, so the callee can block them
+    # Refused by the callee's blocks: listed in the caller's history only.
+    blocked = fields.BooleanField(default=False, db_default=False)
     status = fields.CharField(max_length=10)
     started_at = fields.DatetimeField(db_index=True)
     answered_at = fields.DatetimeField(null=True)
@@ -96,6 +104,24 @@ class Call(Model):
 
     class Meta:
         table = "calls"
+
+
+class Block(Model):
+    """A caller that ``owner`` refused: a Call ID, and the identity behind it when it was known."""
+
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="blocks", on_delete=fields.CASCADE
+    )
+    owner_id: int
+    call_id = fields.CharField(max_length=8)
+    principal = fields.CharField(max_length=40, null=True)  # user-<id> or anon-<hex>
+    label = fields.CharField(max_length=48, null=True)  # how the dashboard lists it
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "blocks"
+        unique_together = (("owner", "call_id"),)
 
 
 class ContactMessage(Model):

@@ -26,8 +26,14 @@ INVALID_LOGIN = "Invalid username or password"
 USERNAME_KEY_MAX = 32  # User.username_key's length; validation.USERNAME_RE allows no longer name
 
 
-def _sha256(text: str) -> str:
+def token_hash(text: str) -> str:
+    """SHA-256 (hex) of a session token or API key: the only form in which the database holds them."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def password_stamp(password_hash: str) -> str:
+    """A short digest of an account's password hash: a socket keeps it to notice a password reset."""
+    return token_hash(password_hash)[:32]
 
 
 def new_api_key() -> str:
@@ -49,6 +55,8 @@ class Accounts:
         self._cipher = key_cipher
         # Called with the user id after a key rotation (signaling disconnects sockets using the old key).
         self.key_rotation_listeners: list[Callable[[int], Awaitable[None]]] = []
+        # Called with the token hash of an ended session (signaling disconnects the sockets it authenticated).
+        self.session_end_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     async def register(self, body: dict[str, Any]) -> User:
         """Create an account from api.md's register fields, with its first API key."""
@@ -84,7 +92,7 @@ class Accounts:
         """The owner of an API key, or None for an unknown or rotated key."""
         if not key.startswith(API_KEY_PREFIX) or len(key) > 64:
             return None
-        record = await ApiKey.get_or_none(lookup_hash=_sha256(key)).prefetch_related("user")
+        record = await ApiKey.get_or_none(lookup_hash=token_hash(key)).prefetch_related("user")
         return record.user if record else None
 
     async def read_api_key(self, user: User) -> str:
@@ -104,7 +112,7 @@ class Accounts:
     async def _store_key(self, user: User, key: str) -> None:
         encrypted = self._cipher.encrypt(key.encode()).decode()
         await ApiKey.update_or_create(
-            defaults={"lookup_hash": _sha256(key), "encrypted_key": encrypted, "created_at": utcnow()},
+            defaults={"lookup_hash": token_hash(key), "encrypted_key": encrypted, "created_at": utcnow()},
             user=user,
         )
 
@@ -112,7 +120,7 @@ class Accounts:
         """A new session token for ``user`` (a fresh id at every login)."""
         token = secrets.token_urlsafe(32)
         now = utcnow()
-        await Session.create(token_hash=_sha256(token), user=user, created_at=now, expires_at=now + SESSION_TTL)
+        await Session.create(token_hash=token_hash(token), user=user, created_at=now, expires_at=now + SESSION_TTL)
         await Session.filter(user=user, expires_at__lt=now).delete()
         return token
 
@@ -120,7 +128,7 @@ class Accounts:
         """The user of a live session token, or None."""
         if not token or len(token) > 128:
             return None
-        session = await Session.get_or_none(token_hash=_sha256(token)).prefetch_related("user")
+        session = await Session.get_or_none(token_hash=token_hash(token)).prefetch_related("user")
         if session is None:
             return None
         if session.expires_at <= utcnow():
@@ -129,9 +137,13 @@ class Accounts:
         return session.user
 
     async def end_session(self, token: str) -> None:
-        """Destroy a session; unknown tokens are ignored."""
-        if token:
-            await Session.filter(token_hash=_sha256(token)).delete()
+        """Destroy a session and disconnect the sockets it authenticated; unknown tokens are ignored."""
+        if not token:
+            return
+        hashed = token_hash(token)
+        await Session.filter(token_hash=hashed).delete()
+        for listener in self.session_end_listeners:
+            await listener(hashed)
 
     # -- administration (the ``opencall user`` commands) -------------------------------------------
 
@@ -147,18 +159,25 @@ class Accounts:
         return await User.all().order_by("id")
 
     async def remove(self, username: str) -> User:
-        """Delete an account with its API key, sessions and invites; its call records stay, unlinked."""
+        """Delete an account with its API key, sessions and invites; its call records stay, unlinked. A running
+        server closes the account's sockets at its next credential sweep (services/revocation.py)."""
         user = await self.find(username)
         await user.delete()
         log.info("account removed: %s", user.username)
         return user
 
-    async def reset_password(self, username: str, password: str) -> User:
-        """Set a new password and end every session of the account (its API key keeps working)."""
+    async def reset_password(self, username: str, password: str, *, rotate_key: bool = False
+                             ) -> tuple[User, str | None]:
+        """Set a new password and end every session of the account; with ``rotate_key`` also replace its API
+        key. Returns the account and its new key (None when the old one keeps working). A running server closes
+        every socket of the account at its next credential sweep (services/revocation.py)."""
         user = await self.find(username)
         user.password_hash = await passwords.hash_password(validation.password(password))
+        key = new_api_key() if rotate_key else None
         async with in_transaction():
             await user.save(update_fields=["password_hash"])
             await Session.filter(user=user).delete()
-        log.info("password reset for %s", user.username)
-        return user
+            if key is not None:
+                await self._store_key(user, key)
+        log.info("password reset for %s%s", user.username, " and api key rotated" if key else "")
+        return user, key

@@ -11,6 +11,10 @@ phone whose network changed can come back.
 
 The addresses each party announces in its offer, answer, renegotiations and candidates are kept on its socket
 (``Peer.announced``) before they are passed on: the relay lets the other party reach them (relay_policy.py).
+
+Who may ring whom: ``call`` attempts are limited per caller identity, per source address and per callee
+(ringing.py), and a callee's blocks (blocks.py) turn a call into one that rings nobody: the caller hears
+"did not answer" after ``ring_timeout`` as for a real miss, and only the caller's history lists it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from opencall.services.call_log import CallRecorder, FinishedCall
 from opencall.services.callids import is_assigned, is_call_id, new_call_id
 from opencall.services.clock import utcnow
 from opencall.services.errors import ServiceError
-from opencall.services.ratelimit import RateLimiter, TokenBucket
+from opencall.services.ratelimit import TokenBucket
 from opencall.services.registry import Peer, Registry
 from opencall.services.resume import ResumeTokens
+from opencall.services.ringing import RingingLimits
+from opencall.services.validation import storable
 
 log = logging.getLogger("opencall.signaling")
 
@@ -42,6 +48,10 @@ EVENT_BURST, EVENT_RATE = 200, 50.0
 
 class CallError(ServiceError):
     """Sent back to the sender as ``call-error {message}``."""
+
+
+# Whether the account ``owner_id`` refuses a call from Call ID ``call_id`` placed by ``principal``, signed in or not.
+Refusal = Callable[[int, str, "str | None", bool], Awaitable[bool]]
 
 
 class Outbox(Protocol):
@@ -62,6 +72,9 @@ class Call:
     callee_call_id: str
     ringing: list[Peer]
     started_at: datetime
+    callee_user_id: int | None = None  # the account behind callee_call_id, None for an anonymous callee
+    callee_username: str | None = None
+    blocked: bool = False  # the callee refuses this caller: it rings nobody
     state: State = "ringing"
     callee: Peer | None = None
     answered_at: datetime | None = None
@@ -103,6 +116,10 @@ def display_name(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise CallError("displayName must be a string")
+    try:
+        value = storable(value, "displayName")
+    except ServiceError as refused:
+        raise CallError(str(refused)) from None
     return value.strip()[:DISPLAY_NAME_MAX].strip() or None
 
 
@@ -149,6 +166,11 @@ def _candidate(data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _limit_key(peer: Peer) -> str:
+    """Whom the call limits count: the account or anonymous browser, else (no cookie at all) the address."""
+    return peer.principal or f"address {peer.ip}"
+
+
 class Signaling:
     """Registration, presence and calls for every connected socket of this process."""
 
@@ -158,7 +180,8 @@ class Signaling:
         outbox: Outbox,
         recorder: CallRecorder,
         ring_timeout: float,
-        calls_per_minute: int,
+        limits: RingingLimits,
+        refuses: Refusal,
         permanent_call_id: Callable[[int], Awaitable[str]],
         resume_grace: float = 15,
     ) -> None:
@@ -166,7 +189,8 @@ class Signaling:
         self._outbox = outbox
         self._recorder = recorder
         self._ring_timeout = ring_timeout
-        self._call_limit = RateLimiter(calls_per_minute)
+        self._limits = limits
+        self._refuses = refuses
         self._permanent_call_id = permanent_call_id
         self._buckets: dict[str, TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,9 +201,9 @@ class Signaling:
         self._missed_end: weakref.WeakSet[Peer] = weakref.WeakSet()
 
     @property
-    def call_limiter(self) -> RateLimiter:
-        """The calls_per_socket limit (read by /metrics for its refusals)."""
-        return self._call_limit
+    def limits(self) -> RingingLimits:
+        """The call limits (read by /metrics for their refusals)."""
+        return self._limits
 
     # -- connections -------------------------------------------------------------------------------
 
@@ -200,7 +224,6 @@ class Signaling:
         """Hold the socket's active call for a resume, or end its ringing call as api.md's disconnect rules
         say; then forget the socket (its session stays resumable for the grace)."""
         self._buckets.pop(sid, None)
-        self._call_limit.forget(sid)
         peer = self.registry.peers.get(sid)
         if peer is None:
             return  # never connected, or taken over by a resume
@@ -240,12 +263,36 @@ class Signaling:
     async def key_rotated(self, user_id: int) -> None:
         """Disconnect the sockets of ``user_id`` that authenticated with an API key (now invalid); their calls
         end at once and their sessions cannot be resumed."""
-        for peer in self.registry.sockets_of_user(user_id):
-            if peer.api_key_hash is not None:
-                log.info("disconnecting socket %s: its API key was rotated", peer.sid)
-                peer.resumable = False
-                self._tokens.revoke(peer)
+        await self.revoke([peer for peer in self.credentialed()
+                           if peer.user_id == user_id and peer.api_key_hash is not None], "its API key was rotated")
+
+    # -- revocation ----------------------------------------------------------------------------------
+
+    async def session_ended(self, session_hash: str) -> None:
+        """Disconnect the sockets that authenticated with this session (logout, or a new login in the same
+        browser); the account's other sessions and its API-key sockets stay."""
+        await self.revoke([peer for peer in self.credentialed() if peer.session_hash == session_hash],
+                          "its session ended")
+
+    def credentialed(self) -> list[Peer]:
+        """The sockets that authenticated with a session or an API key: the connected ones, and those whose seat
+        in a call is held for a resume."""
+        return [peer for peer in (*self.registry.peers.values(), *self._held) if peer.user_id is not None]
+
+    async def revoke(self, peers: list[Peer], reason: str) -> None:
+        """End these sockets, whose credential stopped working: none can be resumed; a connected one is
+        disconnected (its call ends as at any disconnect, the other party gets ``call-ended``), a held one gives
+        up its seat now rather than after the resume grace."""
+        for peer in peers:
+            peer.resumable = False
+            self._tokens.revoke(peer)
+        for peer in peers:
+            if self.registry.peers.get(peer.sid) is peer:
+                log.info("disconnecting socket %s (%s): %s", peer.sid, peer.username, reason)
                 await self._outbox.disconnect(peer.sid)
+            elif peer in self._held:
+                log.info("ending the held call of socket %s (%s): %s", peer.sid, peer.username, reason)
+                await self._give_up(peer)
 
     # -- events --------------------------------------------------------------------------------------
 
@@ -283,14 +330,41 @@ class Signaling:
         peer.display_name = display_name(_payload(data).get("displayName"))
 
     async def place(self, sid: str, data: Any) -> None:
-        """``call``: ring every socket of the target Call ID, or tell the caller why not."""
+        """``call``: ring every socket of the target Call ID, or tell the caller why not. A call the callee
+        refuses (blocks.py) rings nobody and ends as "did not answer", like a real miss."""
         caller = self._registered(sid)
         body = _payload(data)
         target = _target(body, malformed="is not online")  # api.md: a mistyped Call ID is "not online"
         offer = _description(body, "offer")
         if target == caller.call_id:
             raise CallError("You cannot call yourself")
-        self._call_limit.hit(sid)  # every attempt counts, so probing for online Call IDs is limited too
+        identity = _limit_key(caller)
+        self._limits.attempt(identity, caller.ip)  # every attempt counts: probing for online Call IDs too
+        callees = self._callees(caller, target)
+        owner = callees[0].user_id
+        blocked = owner is not None and await self._refuses(owner, caller.call_id or "", caller.principal,
+                                                             caller.user_id is not None)
+        if self.registry.peers.get(sid) is not caller:
+            return  # disconnected while the blocks were read
+        callees = self._callees(caller, target)  # again: the blocks were read in between
+        self._limits.may_ring(identity, target)
+        call = Call(caller=caller, callee_call_id=target, ringing=[] if blocked else list(callees),
+                    started_at=utcnow(), callee_user_id=owner, callee_username=callees[0].username, blocked=blocked)
+        for peer in call.parties():
+            peer.call = call
+            peer.announced.clear()
+        caller.announced.description(offer["sdp"])  # before anyone hears of it: the relay policy reads it
+        call.timer = asyncio.get_running_loop().call_later(self._ring_timeout, self._ring_timed_out, call)
+        if blocked:
+            log.info("call %s -> %s refused by the callee's blocks: ringing nobody", caller.call_id, target)
+            return
+        log.info("call %s -> %s ringing on %d socket(s)", caller.call_id, target, len(callees))
+        incoming = {"callerCallId": caller.call_id, "callerDisplayName": caller.shown_name, "offer": offer,
+                    "callerUsername": caller.username}
+        await self._emit_to(callees, "incoming-call", incoming)
+
+    def _callees(self, caller: Peer, target: str) -> list[Peer]:
+        """The sockets ``caller`` may ring for ``target``, or the ``call-error`` saying why none."""
         if self._busy(caller.call_id or ""):
             raise CallError("You are already in a call")
         callees = self.registry.sockets_of(target)
@@ -298,15 +372,7 @@ class Signaling:
             raise CallError(f"{target} is not online")
         if self._busy(target):
             raise CallError(f"{target} is busy")
-        call = Call(caller=caller, callee_call_id=target, ringing=list(callees), started_at=utcnow())
-        for peer in call.parties():
-            peer.call = call
-            peer.announced.clear()
-        caller.announced.description(offer["sdp"])  # before anyone hears of it: the relay policy reads it
-        call.timer = asyncio.get_running_loop().call_later(self._ring_timeout, self._ring_timed_out, call)
-        log.info("call %s -> %s ringing on %d socket(s)", caller.call_id, target, len(callees))
-        incoming = {"callerCallId": caller.call_id, "callerDisplayName": caller.shown_name, "offer": offer}
-        await self._emit_to(callees, "incoming-call", incoming)
+        return callees
 
     async def answer(self, sid: str, data: Any) -> None:
         """The first answering socket wins; the other ringing sockets get ``call-ended``."""
@@ -326,7 +392,8 @@ class Signaling:
         call.ringing = []
         log.info("call %s -> %s answered by socket %s", call.caller.call_id, call.callee_call_id, sid)
         await self._outbox.emit(call.caller.sid, "call-answered",
-                                {"answer": answer, "calleeDisplayName": peer.shown_name})
+                                {"answer": answer, "calleeDisplayName": peer.shown_name,
+                                 "calleeUsername": peer.username})
         await self._emit_to(others, "call-ended", {})
 
     async def reject(self, sid: str, data: Any) -> None:
@@ -513,13 +580,19 @@ class Signaling:
         notify = self._connected(notify)
         call.state = "ended"
         log.info("call %s -> %s ended: %s", call.caller.call_id, call.callee_call_id, status)
+        if status != "answered":
+            self._limits.unanswered(_limit_key(call.caller), call.callee_call_id)
         self._recorder.record(FinishedCall(
             caller_id=call.caller.user_id,
-            callee_id=callee_side.user_id if callee_side else self._user_of(call.callee_call_id),
+            callee_id=call.callee_user_id,
             caller_call_id=call.caller.call_id or "",
             callee_call_id=call.callee_call_id,
             caller_name=call.caller.display_name,
             callee_name=callee_side.display_name if callee_side else None,
+            caller_username=call.caller.username,
+            callee_username=call.callee_username,
+            caller_principal=call.caller.principal,
+            blocked=call.blocked,
             status=status,
             started_at=call.started_at,
             answered_at=call.answered_at,
@@ -533,10 +606,6 @@ class Signaling:
             await self._outbox.emit(peers[0].sid, event, payload)
         elif peers:
             await asyncio.gather(*(self._outbox.emit(p.sid, event, payload) for p in peers))
-
-    def _user_of(self, call_id: str) -> int | None:
-        peers = self.registry.sockets_of(call_id)
-        return peers[0].user_id if peers else None
 
     async def _no_answer(self, call: Call) -> None:
         if call.state != "ringing":

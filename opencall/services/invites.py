@@ -3,6 +3,10 @@
 "One-time" here: the first visitor other than the creator that opens an invite claims it: an account, or
 an anonymous browser by its anonymous id. The claimant can open it again until it expires (reloads, a
 retry after a missed call); anyone else gets 410. The creator's own look-ups never claim it.
+
+The claim is also a pass: a stranger (no account) holding a live claim may ring the creator even when the
+creator refuses strangers (services/blocks.py). The creator can revoke an invite before or after its use:
+it then answers 410 to everyone and the pass ends.
 """
 
 from __future__ import annotations
@@ -21,12 +25,26 @@ from opencall.services.presence import Presence
 TOKEN_LENGTH = 36  # len(str(uuid.uuid4()))
 
 
+LIST_LIMIT = 50
+
+
 @dataclass(frozen=True)
 class InviteView:
     creator_username: str
     creator_call_id: str | None
     online: bool
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class OwnInvite:
+    """One of the creator's invites, as the dashboard lists it."""
+
+    token: str
+    created_at: datetime
+    expires_at: datetime
+    claimed_at: datetime | None
+    revoked_at: datetime | None
 
 
 class Invites:
@@ -53,6 +71,8 @@ class Invites:
         if invite is None:
             raise NotFound("Invite not found")
         now = utcnow()
+        if invite.revoked_at is not None:
+            raise Gone("Invite revoked")
         if invite.expires_at <= now:
             raise Gone("Invite expired")
         if viewer is None or viewer.id != invite.creator_id:
@@ -67,3 +87,17 @@ class Invites:
                 raise Gone("Invite already used")
         call_id = self._presence.online_call_id(invite.creator_id)
         return InviteView(invite.creator.username, call_id, call_id is not None, invite.expires_at)
+
+    async def mine(self, creator: User) -> list[OwnInvite]:
+        """The creator's invites that have not expired, newest first (up to 50)."""
+        invites = await (Invite.filter(creator_id=creator.id, expires_at__gt=utcnow())
+                         .order_by("-created_at", "-id").limit(LIST_LIMIT))
+        return [OwnInvite(i.token, i.created_at, i.expires_at, i.claimed_at, i.revoked_at) for i in invites]
+
+    async def revoke(self, creator: User, token: str) -> None:
+        """End an invite of ``creator``, used or not; someone else's token is not found."""
+        token = token.lower()
+        mine = Invite.filter(token=token, creator_id=creator.id) if len(token) == TOKEN_LENGTH else None
+        if mine is None or not await mine.exists():
+            raise NotFound("Invite not found")
+        await mine.filter(revoked_at=None).update(revoked_at=utcnow())  # the first revocation's time is kept

@@ -1,4 +1,4 @@
-"""Per-key sliding-window rate limits ("N per minute"), kept in memory."""
+"""Per-key sliding-window rate limits ("N per minute", or per another window), kept in memory."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ SWEEP_EVERY = 1024  # hits between sweeps of idle keys, so memory stays bounded 
 
 
 class RateLimiter:
-    """Allows ``per_minute`` events per key in any 60-second window; 0 allows everything."""
+    """Allows ``per_minute`` events per key in any ``window``-second window (60); 0 allows everything."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, window: float = WINDOW) -> None:
         self.per_minute = per_minute
+        self.window = window
         self._clock = clock
         self._events: dict[str, deque[float]] = {}
         self._hits = 0
@@ -25,7 +26,7 @@ class RateLimiter:
 
     def _window(self, key: str, now: float) -> deque[float]:
         events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - WINDOW:
+        while events and events[0] <= now - self.window:
             events.popleft()
         return events
 
@@ -37,7 +38,7 @@ class RateLimiter:
         events = self._window(key, now)
         if len(events) < self.per_minute:
             return 0
-        return max(1, math.ceil(events[0] + WINDOW - now))
+        return max(1, math.ceil(events[0] + self.window - now))
 
     def hit(self, key: str) -> None:
         """Record one event for ``key``, or raise RateLimited when the limit is reached."""
@@ -65,7 +66,7 @@ class RateLimiter:
 
     def _sweep(self) -> None:
         now = self._clock()
-        for key in [k for k, events in self._events.items() if not events or events[-1] <= now - WINDOW]:
+        for key in [k for k, events in self._events.items() if not events or events[-1] <= now - self.window]:
             del self._events[key]
 
 

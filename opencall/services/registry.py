@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opencall.services.announced import Announced
+from opencall.services.identity import Identity, verified_label
 
 
 @dataclass(eq=False)
@@ -18,6 +19,8 @@ class Peer:
     username: str | None
     api_key_hash: str | None  # the key it authenticated with; None for cookie or anonymous sockets
     ip: str
+    session_hash: str | None = None  # SHA-256 of the session token it authenticated with (cookie sockets)
+    password_stamp: str | None = field(default=None, repr=False)  # the account's password when it authenticated
     principal: str | None = None  # the relay user id of the account or anonymous browser behind it
     call_id: str | None = None
     display_name: str | None = None
@@ -76,6 +79,14 @@ class Registry:
     def sockets_of_principal(self, principal: str) -> list[Peer]:
         """The connected sockets of the account or anonymous browser that relay credentials name."""
         return [self.peers[sid] for sid in self._by_principal.get(principal, ())]
+
+    def identity_of(self, call_id: str) -> Identity | None:
+        """Who uses ``call_id`` now: the relay principal and the name others are shown (blocks.py)."""
+        peers = self.sockets_of(call_id)
+        if not peers:
+            return None
+        peer = peers[0]
+        return Identity(peer.principal, verified_label(peer.username, peer.display_name, call_id))
 
     def online_call_id(self, user_id: int) -> str | None:
         """Presence: the Call ID of a registered socket of this account, or None."""

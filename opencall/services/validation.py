@@ -25,6 +25,16 @@ def required_text(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def storable(value: str, name: str) -> str:
+    """``value`` if UTF-8 can encode it: JSON may carry a lone surrogate (``"\\ud800"``), which no column or log
+    line can hold."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{name} must be valid Unicode text") from None
+    return value
+
+
 def username(value: str) -> str:
     value = value.strip()
     if not USERNAME_RE.match(value):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,7 +13,7 @@ from sanic import Sanic
 
 from opencall.api.context import ANON_COOKIE, SESSION_COOKIE
 from opencall.origins import is_own_origin
-from opencall.services.accounts import Accounts
+from opencall.services.accounts import Accounts, password_stamp, token_hash
 from opencall.services.anonymous import AnonymousIds
 from opencall.services.calls import Signaling
 from opencall.services.errors import ServiceError
@@ -78,23 +77,27 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request = environ["sanic.request"]
         key = auth.get("apiKey") if isinstance(auth, dict) else None
-        key_hash = None
+        key_hash = session_hash = None
         if key is not None:
             user = await accounts.user_for_api_key(key) if isinstance(key, str) else None
             if user is None:
                 log.info("socket refused from %s: invalid API key", request.ip)
                 raise socketio.exceptions.ConnectionRefusedError(INVALID_KEY)
-            key_hash = hashlib.sha256(key.encode()).hexdigest()
+            key_hash = token_hash(key)
         else:
             token = request.cookies.get(SESSION_COOKIE)
             user = await accounts.user_for_session(token) if token else None
+            session_hash = token_hash(token) if user and token else None
         principal = account_principal(user.id) if user else anonymous.verify(request.cookies.get(ANON_COOKIE))
+        # The credential it authenticated with, so that revocation (services/revocation.py) can find it.
         signaling.connected(Peer(
             sid=sid,
             user_id=user.id if user else None,
             username=user.username if user else None,
             api_key_hash=key_hash,
             ip=request.ip,
+            session_hash=session_hash,
+            password_stamp=password_stamp(user.password_hash) if user else None,
             principal=principal,
         ))
 

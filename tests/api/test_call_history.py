@@ -63,14 +63,14 @@ def test_history_rows_direction_peer_status_time_and_duration(server: Server) ->
 
     calls = alice_client.get("/api/call-history").json()["calls"]
     assert calls == [
-        {"direction": "outgoing", "peer": "Z9Z9Z9Z9", "status": "missed",
-         "startedAt": "2026-06-16 14:00:00", "durationSeconds": None},
-        {"direction": "incoming", "peer": bob, "status": "rejected",
-         "startedAt": "2026-06-16 11:12:44", "durationSeconds": None},
-        {"direction": "incoming", "peer": "R4WTBN8C", "status": "missed",
-         "startedAt": "2026-06-16 10:12:44", "durationSeconds": None},
-        {"direction": "outgoing", "peer": "Bobby", "status": "answered",
-         "startedAt": "2026-06-16 09:12:44", "durationSeconds": 184},
+        {"direction": "outgoing", "peer": "Z9Z9Z9Z9", "peerUsername": None, "peerCallId": "Z9Z9Z9Z9",
+         "status": "missed", "startedAt": "2026-06-16 14:00:00", "durationSeconds": None},
+        {"direction": "incoming", "peer": bob, "peerUsername": None, "peerCallId": "R4WTBN8C",
+         "status": "rejected", "startedAt": "2026-06-16 11:12:44", "durationSeconds": None},
+        {"direction": "incoming", "peer": "R4WTBN8C", "peerUsername": None, "peerCallId": "R4WTBN8C",
+         "status": "missed", "startedAt": "2026-06-16 10:12:44", "durationSeconds": None},
+        {"direction": "outgoing", "peer": "Bobby", "peerUsername": None, "peerCallId": "K7XM2PQ9",
+         "status": "answered", "startedAt": "2026-06-16 09:12:44", "durationSeconds": 184},
     ]
     for call in calls:
         assert STARTED_AT_RE.match(call["startedAt"])

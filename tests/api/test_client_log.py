@@ -1,22 +1,31 @@
-"""POST /api/client-log: lines land in the log file tagged [CLIENT <who>], with api.md's limits."""
+"""POST /api/client-log: lines land in client.log beside the server log, tagged [CLIENT <who>], with api.md's limits,
+within a byte budget per minute for all clients together, rotated apart from the server's lines."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+from collections.abc import Callable
 
 import pytest
 
-from tests.api.helpers import ANON_COOKIE, as_key, cookie_attributes, log_text, set_cookie_header
+from tests.api.helpers import ANON_COOKIE, as_key, cookie_attributes, log_text, set_cookie_header, stderr_text
 from tests.support import Server, api_key, register
 
+JSON = {"Content-Type": "application/json"}
 ANON_RE = re.compile(r"^anon-[0-9a-f]{12}$")
 ANON_COOKIE_RE = re.compile(r"^(anon-[0-9a-f]{12})\.[0-9a-f]{16}$")  # the id and the server's signature
 
 
+def client_log_text(server: Server) -> str:
+    """client.log: the browsers' lines, in the folder of the server's log_file."""
+    return server.log_file.with_name("client.log").read_text(encoding="utf-8")
+
+
 def _logged(server: Server, marker: str) -> list[str]:
-    """The client-log lines of the log file that contain ``marker``."""
-    return [line for line in log_text(server).split("\n") if marker in line]
+    """The lines of client.log that contain ``marker``."""
+    return [line for line in client_log_text(server).split("\n") if marker in line]
 
 
 def test_lines_reach_the_log_tagged_with_the_username(server: Server) -> None:
@@ -106,17 +115,19 @@ def test_newlines_and_control_characters_cannot_forge_log_lines(server: Server) 
     client, username = register(server)
     marker = secrets.token_hex(8)
     forged = "2026-06-16 09:00:00,000 INFO opencall.accounts: account registered: mallory"
-    lines = [f"{marker} a\n{forged}", f"{marker} b\r\n{forged}", f"{marker} c\r{forged}",
-             f"{marker} d\u2028{forged}", f"{marker} e\x85{forged}", f"{marker} f\x1b[2K\x00{forged}"]
-    assert client.post("/api/client-log", json={"lines": lines}).json() == {"ok": True, "received": 6}
-    text = log_text(server)
-    assert not any(line.startswith(forged) for line in text.splitlines())
+    sent = {"a\n": "a\\n", "b\r\n": "b\\r\\n", "c\r": "c\\r", "d\u2028": "d\\u2028", "e\x85": "e\\x85",
+            "f\x1b[2K\x00": "f\\x1b[2K\\x00", "g\u202e": "g\\u202e", "h\ud800": "h\\ud800"}
+    lines = [f"{marker} {text}{forged}" for text in sent]
+    # json.dumps writes the lone surrogate as the escape \ud800, which httpx's own encoder refuses to send.
+    response = client.post("/api/client-log", content=json.dumps({"lines": lines}), headers=JSON)
+    assert response.json() == {"ok": True, "received": len(sent)}
+    text = client_log_text(server) + log_text(server)
+    assert not any(line.startswith(forged) for line in text.splitlines())  # splitlines: every Unicode line break
+    assert "\x1b" not in text
     logged = _logged(server, marker)
-    assert len(logged) == 6
-    for line in logged:
-        assert line.split(f"[CLIENT {username}] ", 1)[1].startswith(marker)
-        assert line.endswith(forged)
-        assert all(ch.isprintable() for ch in line)
+    assert [line.split(f"[CLIENT {username}] ", 1)[1] for line in logged] == [
+        f"{marker} {shown}{forged}" for shown in sent.values()]
+    assert all(line.isprintable() for line in logged)
 
 
 @pytest.mark.parametrize("body", [
@@ -127,3 +138,59 @@ def test_missing_or_invalid_lines_is_400(server: Server, body: object) -> None:
     response = server.client().post("/api/client-log", json=body)
     assert response.status_code == 400
     assert response.json() == {"error": "lines[] required"}
+
+
+BUDGET = 16 * 1024  # the smallest client_log.bytes_per_minute
+NOTICE = f"client-log budget of {BUDGET} bytes/min (all clients) exhausted"
+
+
+def _metric(text: str, name: str, outcome: str) -> int:
+    found = re.search(rf'^{name}{{outcome="{outcome}"}} (\d+)$', text, re.MULTILINE)
+    assert found is not None, f"{name} {outcome} not in /metrics"
+    return int(found.group(1))
+
+
+@pytest.mark.slow  # seconds of its own: left out of the quick loop
+def test_the_byte_budget_is_shared_by_all_clients(make_server: Callable[..., Server]) -> None:
+    server = make_server({"client_log": {"bytes_per_minute": BUDGET}})
+    member, username = register(server)
+    marker = secrets.token_hex(8)
+    lines = [f"{marker} member {i:02d} " + "m" * 1000 for i in range(20)]  # ~21 KiB with tags and timestamps
+    response = member.post("/api/client-log", json={"lines": lines})
+    assert response.status_code == 200
+    written = response.json()["received"]
+    assert set(response.json()) == {"ok", "received"} and 0 < written < len(lines)
+    # The first `received` lines were written whole, the rest dropped whole.
+    assert [line.split(f"[CLIENT {username}] ", 1)[1] for line in _logged(server, marker)] == lines[:written]
+    # Another identity, an anonymous browser, finds the budget spent too: it is one budget for all.
+    anonymous = server.client()
+    response = anonymous.post("/api/client-log", json={"lines": [f"{marker} anonymous " + "a" * 1000]})
+    assert response.json() == {"ok": True, "received": 0}
+    assert _logged(server, f"{marker} anonymous") == []
+    metrics = server.client().get("/metrics").text
+    assert _metric(metrics, "opencall_client_log_lines_total", "written") == written
+    assert _metric(metrics, "opencall_client_log_lines_total", "dropped") == len(lines) - written + 1
+    assert _metric(metrics, "opencall_client_log_bytes_total", "written") <= BUDGET
+    assert _metric(metrics, "opencall_client_log_bytes_total", "dropped") > 1000 * (len(lines) - written + 1)
+    # Both logs say so, once (at most once a minute), and the server log holds no client line.
+    for text in (log_text(server), client_log_text(server)):
+        assert sum(NOTICE in line for line in text.splitlines()) == 1, text[-2000:]
+    assert "[CLIENT" not in log_text(server)
+
+
+@pytest.mark.slow  # seconds of its own: left out of the quick loop
+def test_a_flood_rotates_client_log_and_never_the_server_log(make_server: Callable[..., Server]) -> None:
+    server = make_server({"client_log": {"bytes_per_minute": 4 << 20, "max_bytes": 64 << 10, "backups": 1}})
+    first = log_text(server).splitlines()[0]
+    assert "config:" in first
+    client, _ = register(server)
+    line = "f" * 2000
+    for _ in range(20):  # 20 requests of 30 lines of 2 kB (bodies < 64 KiB): ~1.2 MB, ~19 rotations
+        assert client.post("/api/client-log", json={"lines": [line] * 30}).json() == {"ok": True, "received": 30}
+    folder = server.log_file.parent
+    assert sorted(path.name for path in folder.iterdir()) == ["client.log", "client.log.1", "opencall.log"]
+    assert 64 << 10 <= (folder / "client.log.1").stat().st_size <= (64 << 10) + 2100
+    server_lines = log_text(server).splitlines()
+    assert server_lines[0] == first
+    assert not any("[CLIENT" in text for text in server_lines)
+    assert "[CLIENT" not in stderr_text(server)  # nor the journal

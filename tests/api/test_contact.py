@@ -1,7 +1,8 @@
-"""POST /api/contact: stored in the database, logged, with api.md's field rules."""
+"""POST /api/contact: stored in the database, logged (escaped: one line), with api.md's field rules."""
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -72,3 +73,27 @@ def test_contact_rejects_each_missing_or_invalid_field(
     response = server.client().post("/api/contact", json=body)
     assert response.status_code == 400
     assert response.json() == {"error": error}
+
+
+def test_a_subject_cannot_forge_log_lines_nor_drive_a_terminal(server: Server) -> None:
+    marker = secrets.token_hex(8)
+    forged = "2026-01-01 00:00:00,000 INFO opencall: forged"
+    subject = f"Hi {marker}\n{forged}\r\x1b[2J\x1b[31m\x00\x7f\x85\u2028\u202e."
+    body = {"subject": subject, "email": "writer@example.com", "message": f"Hello there {marker}"}
+    assert server.client().post("/api/contact", json=body).json() == {"ok": True}
+    assert _stored(server, marker)[0][0] == subject  # stored as sent; only the log line is escaped
+    lines = log_text(server).splitlines()  # splitlines: every Unicode line break counts
+    logged = [line for line in lines if marker in line]
+    assert len(logged) == 1
+    assert logged[0].endswith(f"from writer@example.com: Hi {marker}\\n{forged}\\r\\x1b[2J\\x1b[31m\\x00\\x7f\\x85"
+                              "\\u2028\\u202e.")
+    assert not any(line.startswith(forged) or "\x1b" in line for line in lines)
+
+
+@pytest.mark.parametrize("field", ["subject", "message"])
+def test_text_that_cannot_be_stored_is_400(server: Server, field: str) -> None:
+    """JSON may carry a lone surrogate (the escape \\ud800); UTF-8, and so the database, cannot hold one."""
+    body = json.dumps({**VALID, field: "Hello \ud800 there"})
+    response = server.client().post("/api/contact", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{field} must be valid Unicode text"}

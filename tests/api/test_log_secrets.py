@@ -5,10 +5,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+import pytest
+
 from tests.api.helpers import SESSION_COOKIE, as_key, log_text, register_body, stderr_text
 from tests.support import Server, api_key
 
 
+@pytest.mark.slow  # seconds of its own: left out of the quick loop
 def test_no_password_key_session_or_turn_credential_in_logs(make_server: Callable[..., Server]) -> None:
     server = make_server({"log_level": "debug"})
     password = "pw-" + secrets.token_hex(10)

@@ -68,7 +68,7 @@ def api_md_table() -> dict[tuple[str, str], bool]:
 def api_md_mentions() -> set[tuple[str, str]]:
     """Every ``METHOD /path`` of docs/api.md (the contract's table, its sections and this server's additions)."""
     text = (DOCS / "api.md").read_text()
-    return {(method, openapi_path(path)) for method, path in re.findall(r"\b(GET|POST) (/[\w/:.-]+)", text)}
+    return {(method, openapi_path(path)) for method, path in re.findall(r"\b(GET|POST|PUT|DELETE) (/[\w/:.-]+)", text)}
 
 
 def api_md_section_statuses() -> dict[tuple[str, str], set[str]]:
@@ -78,7 +78,7 @@ def api_md_section_statuses() -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = {}
     for section in sections:
         heading, _, body = section.partition("\n")
-        match = re.match(r"(GET|POST) (/\S+)", heading)
+        match = re.match(r"(GET|POST|PUT|DELETE) (/\S+)", heading)
         if match:
             found[(match.group(1), openapi_path(match.group(2)))] = set(re.findall(r"`([2-5]\d\d)\b", body))
     return found
@@ -135,8 +135,10 @@ def test_the_statuses_of_docs_api_md_are_documented(document: dict[str, Any]) ->
         responses = set(operation["responses"])
         if "requestBody" in operation:
             assert "400" in responses, (method, path)  # malformed JSON, not an object, a bad field
-        if method == "POST" and path.startswith("/api/"):
-            assert {"403", "413"} <= responses, (method, path)  # cross-site refusal, 64 KiB body limit
+        if method in {"POST", "PUT", "DELETE"} and path.startswith("/api/"):
+            assert "403" in responses, (method, path)  # cross-site refusal
+        if method in {"POST", "PUT"} and path.startswith("/api/"):
+            assert "413" in responses, (method, path)  # the 64 KiB body limit
         assert ("429" in responses) is (path in RATE_LIMITED), (method, path)
 
 

@@ -8,6 +8,7 @@ import re
 import secrets
 from collections.abc import Callable
 
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.api.helpers import SESSION_COOKIE, as_key, database, register_body, user_id
@@ -23,6 +24,7 @@ def _database_bytes(server: Server) -> bytes:
     return b"".join(path.read_bytes() for path in files)
 
 
+@pytest.mark.slow  # seconds of its own: left out of the quick loop
 def test_restart_loses_nothing(make_server: Callable[..., Server]) -> None:
     server = make_server()
     client, username = register(server, password="persist-me-123")

@@ -90,10 +90,19 @@ def test_user_commands(make_server: Callable[..., Server]) -> None:
         assert browser.get("/api/auth/me").json()["authenticated"] is True
         reset = opencall("user", "reset-password", "ALICE", config=config, stdin="second-pass\n")
         assert reset.returncode == 0, reset.stderr
+        assert "its API key keeps working (--rotate-key replaces it)" in reset.stdout
         assert browser.get("/api/auth/me").json() == {"authenticated": False}  # its session was ended
         assert browser.post("/api/auth/login", json={"username": "alice", "password": "first-pass"}).status_code == 401
         assert browser.post("/api/auth/login",
                             json={"username": "alice", "password": "second-pass"}).status_code == 200
+
+    old_key = re.search(r"API key: (oc_[0-9a-f]{32})", added.stdout).group(1)  # type: ignore[union-attr]
+    rotated = opencall("user", "reset-password", "alice", "--rotate-key", config=config, stdin="third-pass\n")
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = re.search(r"new API key: (oc_[0-9a-f]{32})", rotated.stdout).group(1)  # type: ignore[union-attr]
+    with server.client() as rest:  # the old key stops working at once, the printed one works
+        assert rest.get("/api/key", headers={"x-api-key": old_key}).status_code == 401
+        assert rest.get("/api/key", headers={"x-api-key": new_key}).json() == {"apiKey": new_key}
 
     assert opencall("user", "remove", "alice", config=config).returncode == 0
     assert "no user named" in _one_line_error(opencall("user", "remove", "alice", config=config), 1)

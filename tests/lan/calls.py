@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from playwright.sync_api import BrowserContext, expect
 
 from tests.lan.conftest import Home
-from tests.web.conftest import PHONE, TIMEOUT_MS, Tab
+from tests.web.conftest import PHONE, TIMEOUT_MS, Tab, watch_policies
 from tests.web.helpers import audio_flows, call_and_accept, wait_for
 
 # The selected candidate pair, each end as getStats describes it.
@@ -105,6 +105,7 @@ def open_phone(home: Home, name: str, url: str) -> Phone:
     page = context.new_page()
     base = url.rstrip("/")
     phone = Phone(name, Tab(page, base, "phone"), context)
+    watch_policies(context, phone.tab.violations)
     page.on("console", lambda message: phone.log.append(message.text))
     page.on("pageerror", lambda error: phone.tab.errors.append(str(error)))
     page.on("request", lambda request: home.requests.append(request.url))
@@ -143,6 +144,7 @@ class Call:
         expect(self.callee.tab.page.locator("#call-layer")).to_be_hidden()
         for phone in (self.caller, self.callee):
             assert not phone.tab.errors, f"{phone.name}: uncaught errors {phone.tab.errors}"
+            assert not phone.tab.violations, f"{phone.name}: security policy violations {phone.tab.violations}"
             phone.context.close()
 
 

@@ -12,7 +12,6 @@ from tests.signaling.clients import TRANSPORTS, PyPeer, ensure_node_modules
 from tests.support import Server, test_config
 
 SHORT_RING = 5  # the shortest ring_timeout the config allows
-CALLS_PER_SOCKET = 3
 # A call whose party disconnected waits this long for a resume (signaling.resume_grace, 15 s by default): short,
 # so that the tests of a disconnect mid-call see call-ended within their usual wait.
 RESUME_GRACE = 2
@@ -35,10 +34,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A dedicated server with the shortest ring timeout and a small per-socket call limit."""
+    """A dedicated server with the shortest ring timeout."""
     workdir = tmp_path_factory.mktemp("signaling-short")
-    overrides = {"ring_timeout": SHORT_RING, "rate_limits": {"calls_per_socket": CALLS_PER_SOCKET},
-                 "signaling": {"resume_grace": RESUME_GRACE}}
+    overrides = {"ring_timeout": SHORT_RING, "signaling": {"resume_grace": RESUME_GRACE}}
     running = Server(workdir, test_config(workdir, overrides)).start()
     yield running
     running.stop()

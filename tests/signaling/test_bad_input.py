@@ -88,6 +88,7 @@ def bad_inputs(callee: str) -> list[tuple[str, tuple[Any, ...], str]]:
         ("update-name", ({"displayName": 3.5},), "displayName must be a string"),
         ("update-name", (["Bob"],), "Payload must be a JSON object"),
         ("register", ({"displayName": {"first": "Al"}},), "displayName must be a string"),
+        ("update-name", ({"displayName": "Mo\ud800m"},), "displayName must be valid Unicode text"),  # a lone surrogate
         ("dial", ({"targetCallId": callee},), "Unknown event: dial"),
         ("CALL", ({"targetCallId": callee, "offer": offer()},), "Unknown event: CALL"),
         ("x" * 100, (), "Unknown event: " + "x" * 40),

@@ -40,13 +40,14 @@ async def test_full_call_exact_payloads(server: Server, connect: Connector) -> N
 
     await alice.emit("call", {"targetCallId": b_id, "offer": {**offer("x"), "extra": "dropped"}})
     assert await bob.next("incoming-call") == {"callerCallId": a_id, "callerDisplayName": "Alice",
-                                               "offer": offer("x")}
+                                               "offer": offer("x"), "callerUsername": None}
     # Trickle ICE starts before the answer: the caller's candidates reach the ringing callee.
     await alice.emit("ice-candidate", {"targetCallId": b_id, "candidate": candidate(1)})
     assert await bob.next("ice-candidate") == {"candidate": candidate(1)}
 
     await bob.emit("answer", {"targetCallId": a_id, "answer": answer("y")})
-    assert await alice.next("call-answered") == {"answer": answer("y"), "calleeDisplayName": "Bob"}
+    assert await alice.next("call-answered") == {"answer": answer("y"), "calleeDisplayName": "Bob",
+                                                 "calleeUsername": None}
 
     full = {"candidate": "candidate:9 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
             "sdpMid": "audio", "sdpMLineIndex": 1, "usernameFragment": "frag"}
@@ -196,12 +197,13 @@ async def test_multi_device_ringing_first_answer_wins(server: Server, connect: C
     assert await laptop.register("Bob laptop") == b_id
 
     incoming = await ring(alice, phone, laptop)
-    assert incoming == {"callerCallId": a_id, "callerDisplayName": "Alice", "offer": offer()}
+    assert incoming == {"callerCallId": a_id, "callerDisplayName": "Alice", "offer": offer(), "callerUsername": None}
     await alice.emit("ice-candidate", {"targetCallId": b_id, "candidate": candidate(1)})
     assert await phone.next("ice-candidate") == await laptop.next("ice-candidate") == {"candidate": candidate(1)}
 
     await laptop.emit("answer", {"targetCallId": a_id, "answer": answer()})
-    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": "Bob laptop"}
+    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": "Bob laptop",
+                                                 "calleeUsername": bob.username}
     assert await phone.next("call-ended") == {}
     # The phone lost the race: its answer and candidates go nowhere; the call is the laptop's.
     await phone.emit("answer", {"targetCallId": a_id, "answer": answer("late")})
@@ -281,7 +283,7 @@ async def test_update_name_keeps_call_id_and_renames_the_caller(server: Server, 
         await alice.emit("update-name", {"displayName": sent})
         await alice.emit("call", {"targetCallId": b_id, "offer": offer()})
         assert await bob.next("incoming-call") == {"callerCallId": a_id, "callerDisplayName": shown,
-                                                   "offer": offer()}
+                                                   "offer": offer(), "callerUsername": None}
         await alice.emit("hangup", {"targetCallId": b_id})
         await bob.next("call-ended")
     await alice.sync()
@@ -292,7 +294,8 @@ async def test_update_name_keeps_call_id_and_renames_the_caller(server: Server, 
     await bob.emit("update-name", {"displayName": " Robert "})
     await ring(alice, bob)
     await bob.emit("answer", {"targetCallId": a_id, "answer": answer()})
-    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": "Robert"}
+    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": "Robert",
+                                                 "calleeUsername": None}
 
 
 async def test_account_name_falls_back_to_username(server: Server, connect: Connector) -> None:
@@ -337,7 +340,8 @@ async def test_renegotiate_only_between_the_parties_of_an_active_call(server: Se
     await alice.sync()
     await bob.sync()
     await bob.emit("answer", {"targetCallId": a_id, "answer": answer()})
-    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": bob_account.username}
+    assert await alice.next("call-answered") == {"answer": answer(), "calleeDisplayName": bob_account.username,
+                                                 "calleeUsername": bob_account.username}
     alice.assert_quiet()
     bob.assert_quiet()
 

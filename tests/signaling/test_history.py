@@ -14,7 +14,7 @@ from tests.signaling.clients import SQL_UTC_RE, PyPeer, answer, new_account, off
 from tests.signaling.conftest import Connector
 from tests.support import Server
 
-FIELDS = {"direction", "peer", "status", "startedAt", "durationSeconds"}
+FIELDS = {"direction", "peer", "peerUsername", "peerCallId", "status", "startedAt", "durationSeconds"}
 
 
 def now() -> datetime:

@@ -68,9 +68,10 @@ async def test_full_call_between_node_and_python(server: Server, connect_ws: Con
     # Python calls Node.
     await python.emit("call", {"targetCallId": node_id, "offer": offer("py")})
     assert await node.next("incoming-call") == {"callerCallId": py_id, "callerDisplayName": "Python",
-                                                "offer": offer("py")}
+                                                "offer": offer("py"), "callerUsername": None}
     await node.emit("answer", {"targetCallId": py_id, "answer": answer("node")})
-    assert await python.next("call-answered") == {"answer": answer("node"), "calleeDisplayName": "Node"}
+    assert await python.next("call-answered") == {"answer": answer("node"), "calleeDisplayName": "Node",
+                                                  "calleeUsername": account.username}
     # A browser-sized burst of trickled candidates (batched by the client on polling) and its final null.
     burst = [("ice-candidate", {"targetCallId": py_id, "candidate": candidate(n)}) for n in range(30)]
     await node.emit_burst([*burst, ("ice-candidate", {"targetCallId": py_id, "candidate": None})])
@@ -86,14 +87,15 @@ async def test_full_call_between_node_and_python(server: Server, connect_ws: Con
     # Node calls Python: first declined, then answered and hung up by Node.
     await node.emit("call", {"targetCallId": py_id.lower(), "offer": offer("node")})
     assert await python.next("incoming-call") == {"callerCallId": node_id, "callerDisplayName": "Node",
-                                                  "offer": offer("node")}
+                                                  "offer": offer("node"), "callerUsername": account.username}
     await python.emit("reject", {"targetCallId": node_id})
     assert await node.next("call-rejected") == {}
     await node.emit("update-name", {"displayName": "Node 2"})
     await node.emit("call", {"targetCallId": py_id, "offer": offer("node")})
     assert (await python.next("incoming-call"))["callerDisplayName"] == "Node 2"
     await python.emit("answer", {"targetCallId": node_id, "answer": answer("py")})
-    assert await node.next("call-answered") == {"answer": answer("py"), "calleeDisplayName": "Python"}
+    assert await node.next("call-answered") == {"answer": answer("py"), "calleeDisplayName": "Python",
+                                                "calleeUsername": None}
     await node.emit("ice-candidate", {"targetCallId": py_id, "candidate": candidate(7)})
     assert await python.next("ice-candidate") == {"candidate": candidate(7)}
     await node.emit("hangup", {"targetCallId": py_id})

@@ -85,7 +85,7 @@ async def test_display_name_rules(server: Server, connect: Connector) -> None:
         caller_id = await caller.register(raw={"displayName": sent})
         await caller.emit("call", {"targetCallId": callee_id, "offer": offer()})
         assert await callee.next("incoming-call") == {"callerCallId": caller_id, "callerDisplayName": shown,
-                                                      "offer": offer()}, sent
+                                                      "offer": offer(), "callerUsername": None}, sent
         await caller.emit("hangup", {"targetCallId": callee_id})
         await callee.next("call-ended")
 

@@ -1,12 +1,12 @@
-"""ring_timeout and the per-socket call limit, on a dedicated server with ring_timeout 5, calls_per_socket 3."""
+"""ring_timeout, on a dedicated server with ring_timeout 5 (the call limits: test_who_may_ring.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from tests.signaling.clients import PyPeer, answer, new_account, offer
-from tests.signaling.conftest import CALLS_PER_SOCKET, SHORT_RING, Connector
+from tests.signaling.clients import answer, new_account, offer
+from tests.signaling.conftest import SHORT_RING, Connector
 from tests.support import Server
 
 
@@ -52,26 +52,3 @@ async def test_unanswered_call_times_out_as_missed(short_server: Server, connect
     assert summary == [("outgoing", "Carol", "missed", None), ("incoming", "Bob", "missed", None)]
     assert [(c["direction"], c["peer"], c["status"]) for c in dave_account.history()] == [
         ("outgoing", "Eve", "missed")]
-
-
-async def call_and_cancel(caller: PyPeer, callee: PyPeer) -> None:
-    await caller.emit("call", {"targetCallId": callee.call_id, "offer": offer()})
-    await callee.next("incoming-call")
-    await caller.emit("hangup", {"targetCallId": callee.call_id})
-    await callee.next("call-ended")
-
-
-async def test_calls_per_socket_limit(short_server: Server, connect: Connector) -> None:
-    spammer, other = await connect(short_server, "spammer"), await connect(short_server, "other")
-    target = await connect(short_server, "target")
-    await spammer.register()
-    await other.register()
-    await target.register()
-    for _ in range(CALLS_PER_SOCKET):
-        await call_and_cancel(spammer, target)
-    message = await spammer.error("call", {"targetCallId": target.call_id, "offer": offer()})
-    assert message == "Too many requests, try again later"
-    await target.sync()
-    target.assert_quiet()
-    # The limit is the socket's own: another socket calls the same target at once.
-    await call_and_cancel(other, target)

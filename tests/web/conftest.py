@@ -2,6 +2,9 @@
 
 Never `playwright install`: the tests use /usr/bin/chromium (apt-get install -y chromium), with the flags of
 design.md (fake microphone, no permission prompts, loopback ICE candidates allowed).
+
+Every page runs under the server's own Content-Security-Policy and Permissions-Policy (opencall/api/headers.py),
+and a test fails at teardown on any violation of them (:func:`watch_policies`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,14 @@ CALL_ID = re.compile(r"^[A-HJ-NP-Z2-9]{8}$")
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=10_000)
 
+# Turns each `securitypolicyviolation` event of a page into a console error the tests collect (Chromium also logs
+# its own "Refused to …" line for most, but not all, violations).
+REPORT_VIOLATIONS = """document.addEventListener('securitypolicyviolation', (e) => {
+  console.error(`CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} `
+    + `(${e.sourceFile || e.documentURI}:${e.lineNumber}) sample: ${e.sample}`);
+}, true);"""
+POLICY_MESSAGE = re.compile(r"CSP violation|Content Security Policy|Content-Security-Policy|Permissions-Policy")
+
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
@@ -63,6 +74,7 @@ class Tab:
     base_url: str
     size: str
     errors: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
 
     def open(self, path: str = "/") -> Tab:
         self.page.goto(self.base_url + path)
@@ -86,6 +98,14 @@ class Tab:
         return self.page.evaluate(script, arg)
 
 
+def watch_policies(context: BrowserContext, violations: list[str]) -> None:
+    """Collect in ``violations`` every CSP violation of ``context``'s pages and every console message about the
+    security policies (a Permissions-Policy the browser cannot parse included)."""
+    context.add_init_script(REPORT_VIOLATIONS)
+    context.on("console", lambda message: violations.append(message.text)
+               if POLICY_MESSAGE.search(message.text) else None)
+
+
 @pytest.fixture
 def open_tab(browser: Browser, server: Server) -> Iterator[Callable[..., Tab]]:
     """Open the app in a fresh browser context (its own cookies: one person each) at phone or desktop size,
@@ -97,14 +117,16 @@ def open_tab(browser: Browser, server: Server) -> Iterator[Callable[..., Tab]]:
         context = browser.new_context(viewport=SIZES[size], base_url=base_url)
         context.grant_permissions(["microphone"], origin=base_url)
         context.set_default_timeout(TIMEOUT_MS)
+        seen: list[str] = []
+        watch_policies(context, seen)
         page = context.new_page()
-        tab = Tab(page, base_url, size)
+        tab = Tab(page, base_url, size, violations=seen)
         page.on("pageerror", lambda error: tab.errors.append(str(error)))
         contexts.append((context, tab))
         return tab.open(path)
 
     yield open_
-    errors = []
+    errors, violations = [], []
     for context, tab in contexts:
         # Release peer connections (and TURN allocations) before the page goes away; a page that already
         # navigated elsewhere has nothing to release.
@@ -112,4 +134,6 @@ def open_tab(browser: Browser, server: Server) -> Iterator[Callable[..., Tab]]:
             tab.js("() => window.opencall && window.opencall.phone.session && window.opencall.phone.hangup()")
         errors += tab.errors
         context.close()
+        violations += tab.violations
     assert not errors, f"uncaught errors in the page: {errors}"
+    assert not violations, f"security policy violations in the page: {violations}"

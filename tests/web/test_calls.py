@@ -49,7 +49,7 @@ def test_invite_call_with_audio_mute_hangup_and_history(open_tab) -> None:
 
     incoming = alice.page.get_by_role("alertdialog")
     expect(incoming).to_be_visible()
-    expect(incoming.locator("#call-name")).to_have_text(bob_id)
+    expect(incoming.locator("#call-name")).to_have_text(f"Unverified: {bob_id}")  # no account: a typed name at best
     expect(alice.page.get_by_role("button", name="Accept")).to_be_focused()
     alice.shot("call-incoming")
     alice.page.get_by_role("button", name="Accept").click()
@@ -139,17 +139,17 @@ def test_decline(open_tab) -> None:
     box.press("Enter")
 
     incoming = dave.page.get_by_role("alertdialog")
-    expect(incoming.locator("#call-name")).to_have_text("Carol")
+    expect(incoming.locator("#call-name")).to_have_text("Unverified: Carol")
     expect(incoming).to_contain_text(f"Call ID {carol_id}")
     dave.shot("call-incoming")
     expect(carol.page.locator("#call-status")).to_have_text("Ringing…")
     carol.shot("call-outgoing")
-    dave.page.get_by_role("button", name="Decline").click()
+    dave.page.get_by_role("button", name="Decline", exact=True).click()
 
     wait_home_with(carol, f"{dave_id} declined the call")
     expect(page.get_by_role("alert").filter(has_text="declined")).to_be_visible()
     expect(page.get_by_label("Their Call ID")).to_have_value(dave_id)  # ready to try again
-    wait_home_with(dave, "You declined the call from Carol")
+    wait_home_with(dave, "You declined the call from Unverified: Carol")
     carol.shot("home-declined")
     assert carol.js("() => window.opencall.phone.session") is None
 

@@ -2,10 +2,13 @@
 
 import {meterFor, unlockAudio} from './audio.js';
 import {formatDuration, h, icon, initials} from './dom.js';
+import {identityMark} from './party.js';
 
 export class CallScreen {
-  constructor({phone, layer, shell, announce}) {
+  /** `canBlock()`: whether the user may block callers (signed in), which adds "Decline and block" to ringing. */
+  constructor({phone, layer, shell, announce, canBlock = () => false}) {
     this.phone = phone;
+    this.canBlock = canBlock;
     this.layer = layer;
     this.shell = shell;
     this.announce = announce;
@@ -37,11 +40,13 @@ export class CallScreen {
     if (!this.kind) this.returnFocus = document.activeElement;
     this.kind = kind;
     this.sessionId = session.id;
-    const name = session.peerName || session.peerCallId;
+    const {name} = this.phone.peer(session);
     const refs = {};
     refs.status = h('p', {class: 'call-status', id: 'call-status'});
     refs.name = h('h2', {class: 'call-name', id: 'call-name', text: name});
-    refs.avatar = h('div', {class: 'avatar', 'aria-hidden': 'true', text: initials(name)});
+    refs.avatar = h('div', {class: 'avatar', 'aria-hidden': 'true'});
+    refs.identity = h('p', {class: 'call-identity', id: 'call-identity'});
+    refs.alias = h('p', {class: 'call-alias'});
     refs.sub = h('p', {class: 'call-sub'});
     let body;
     if (kind === 'incoming') {
@@ -52,6 +57,11 @@ export class CallScreen {
       refs.decline = h('button', {class: 'round-btn decline', type: 'button', onclick: () => this.phone.decline()},
         icon('hangup', 30), h('span', {text: 'Decline'}));
       body = h('div', {class: 'call-actions'}, refs.decline, refs.accept);
+      if (this.canBlock()) {
+        refs.block = h('button', {class: 'block-btn', type: 'button', onclick: () => this.phone.declineAndBlock()},
+          icon('block', 18), h('span', {text: 'Decline and block'}));
+        body = h('div', {class: 'call-body'}, body, refs.block);
+      }
     } else {
       refs.timer = h('p', {class: 'call-timer', 'aria-label': 'Call duration'}, '0:00');
       refs.quality = h('p', {class: 'call-quality', 'data-quality': 'unknown', 'aria-live': 'off'});
@@ -76,9 +86,9 @@ export class CallScreen {
       role: kind === 'incoming' ? 'alertdialog' : 'dialog',
       'aria-modal': 'true',
       'aria-labelledby': 'call-name',
-      'aria-describedby': 'call-status',
+      'aria-describedby': 'call-status call-identity',
       'data-screen': kind,
-    }, h('div', {class: 'call-top'}, refs.status, refs.avatar, refs.name, refs.sub, relay), body);
+    }, h('div', {class: 'call-top'}, refs.status, refs.avatar, refs.name, refs.identity, refs.alias, refs.sub, relay), body);
     this.refs = refs;
     this.layer.replaceChildren(dialog);
     this.layer.hidden = false;
@@ -91,11 +101,18 @@ export class CallScreen {
 
   update(state, session) {
     const refs = this.refs;
-    const name = session.peerName || session.peerCallId;
+    const party = this.phone.peer(session);
+    const {name} = party;
     refs.name.textContent = name;
+    refs.name.dataset.verified = String(party.verified);
     if (refs.remoteLabel) refs.remoteLabel.textContent = name;
-    refs.avatar.textContent = initials(name);
-    refs.sub.textContent = session.peerName ? `Call ID ${session.peerCallId}` : '';
+    refs.avatar.textContent = initials(session.peerUsername || session.peerName || session.peerCallId);
+    const mark = identityMark(party, {long: true});
+    refs.identity.replaceChildren(...(mark ? [mark] : []));
+    refs.identity.hidden = !mark;
+    refs.alias.textContent = party.alias ? `Calls themselves “${party.alias}”` : '';
+    refs.alias.hidden = !party.alias;
+    refs.sub.textContent = name !== session.peerCallId ? `Call ID ${session.peerCallId}` : '';
     let status;
     let spoken;
     if (state === 'incoming') {

@@ -192,6 +192,7 @@ function boot() {
     layer: document.getElementById('call-layer'),
     shell: document.getElementById('shell'),
     announce: (text) => app.announce(text),
+    canBlock: () => Boolean(app.me.authenticated),
   });
   app.phone.addEventListener('ended', (event) => {
     const outcome = event.detail;

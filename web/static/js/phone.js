@@ -12,6 +12,7 @@ import {api} from './api.js';
 import {ringback, ringtone} from './audio.js';
 import {isCallId, normalize} from './callid.js';
 import {log} from './log.js';
+import {describeParty} from './party.js';
 import {MediaWatchdog} from './watchdog.js';
 
 const STATS_EVERY_MS = 1000;
@@ -95,15 +96,18 @@ export class Phone extends EventTarget {
 
   // -- public actions ------------------------------------------------------------------------------------
 
-  /** Place a call to a Call ID: microphone, fresh ICE config, offer, `call`. */
-  async call(rawTarget, label = null) {
+  /**
+   * Place a call to a Call ID: microphone, fresh ICE config, offer, `call`. `username`: the account the server
+   * said owns that Call ID (the invite page), shown while it rings; else the Call ID is, until `call-answered`.
+   */
+  async call(rawTarget, username = null) {
     const target = normalize(rawTarget);
     if (this.session) throw new Error('You are already in a call.');
     if (!isCallId(target)) throw new Error('That is not a valid Call ID.');
     if (!this.signaling.online) throw new Error('Not connected to the server yet. Wait a moment and try again.');
     if (target === this.signaling.callId) throw new Error('That is your own Call ID. Call someone else’s.');
 
-    const s = this.newSession('outgoing', target, label);
+    const s = this.newSession('outgoing', target, {username: username || undefined});
     s.phase = 'Getting the microphone ready…';
     this.setState('outgoing');
     log.info('call', `calling ${target}${this.forceRelay ? ' (relay only)' : ''}`);
@@ -174,6 +178,25 @@ export class Phone extends EventTarget {
     this.end({message: `You declined the call from ${this.peerLabel()}.`, notify: 'reject'});
   }
 
+  /**
+   * Decline the ringing call, then block the caller's Call ID (POST /api/blocks; signed-in users only). The
+   * outcome comes as a `notice`: the API's own error text when the block failed.
+   */
+  async declineAndBlock() {
+    const s = this.session;
+    if (!s || this.state !== 'incoming') return;
+    const who = this.peerLabel();
+    log.info('call', `declined and blocked call from ${s.peerCallId}`);
+    this.end({message: `You declined the call from ${who} and blocked ${s.peerCallId}.`, notify: 'reject'});
+    try {
+      await api('/api/blocks', {method: 'POST', body: {callId: s.peerCallId}});
+      this.dispatchEvent(new CustomEvent('notice', {detail: {message: `Blocked ${who}: their calls will not ring here.`, kind: 'ok'}}));
+    } catch (err) {
+      log.warn('call', `blocking ${s.peerCallId} failed:`, err);
+      this.dispatchEvent(new CustomEvent('notice', {detail: {message: `Could not block ${s.peerCallId}: ${err.message}`, kind: 'error'}}));
+    }
+  }
+
   hangup() {
     const s = this.session;
     if (!s) return;
@@ -213,9 +236,13 @@ export class Phone extends EventTarget {
     return this.restart(s);
   }
 
+  /** How the other party is shown (party.js): its account name, or "Unverified: …". */
+  peer(s = this.session) {
+    return s ? describeParty({username: s.peerUsername, displayName: s.peerName, callId: s.peerCallId}) : null;
+  }
+
   peerLabel() {
-    const s = this.session;
-    return s ? s.peerName || s.peerCallId : '';
+    return this.session ? this.peer().name : '';
   }
 
   /**
@@ -242,7 +269,7 @@ export class Phone extends EventTarget {
 
   // -- signaling events ---------------------------------------------------------------------------------------
 
-  onIncoming({callerCallId, callerDisplayName, offer}) {
+  onIncoming({callerCallId, callerDisplayName, callerUsername, offer}) {
     if (this.session) {
       // The server answers "busy" itself; a second ring here means another tab of ours is in a call.
       log.warn('call', `ignored incoming call from ${callerCallId}: already in a call`);
@@ -252,7 +279,8 @@ export class Phone extends EventTarget {
       log.warn('call', 'incoming call without an offer: ignored');
       return;
     }
-    const s = this.newSession('incoming', callerCallId, callerDisplayName || null);
+    // No callerUsername (a caller without an account, or a server without the extension): unverified.
+    const s = this.newSession('incoming', callerCallId, {name: callerDisplayName || null, username: callerUsername || null});
     s.offer = offer;
     s.phase = 'Incoming call';
     this.setState('incoming');
@@ -261,11 +289,12 @@ export class Phone extends EventTarget {
     this.showNotification(s);
   }
 
-  async onAnswered({answer, calleeDisplayName}) {
+  async onAnswered({answer, calleeDisplayName, calleeUsername}) {
     const s = this.session;
     if (!s || s.direction !== 'outgoing' || this.state !== 'outgoing' || !s.pc) return;
     ringback.stop();
-    if (calleeDisplayName) s.peerName = calleeDisplayName;
+    s.peerName = calleeDisplayName || null;
+    s.peerUsername = calleeUsername || null;
     s.phase = 'Connecting…';
     this.setState('connecting');
     log.info('call', `${s.peerCallId} answered`);
@@ -426,12 +455,13 @@ export class Phone extends EventTarget {
 
   // -- WebRTC -----------------------------------------------------------------------------------------------
 
-  newSession(direction, peerCallId, peerName) {
+  newSession(direction, peerCallId, {name = null, username} = {}) {
     this.session = {
       id: nextSessionId++,
       direction,
       peerCallId,
-      peerName,
+      peerName: name, // the name the party typed (callerDisplayName / calleeDisplayName): proves nothing
+      peerUsername: username, // its account, as the server says; null: none; undefined: not known yet
       offer: null,
       pc: null,
       localStream: null,
@@ -811,6 +841,7 @@ export class Phone extends EventTarget {
     this.setState('idle');
     this.dispatchEvent(new CustomEvent('ended', {detail: {
       message, kind, duration, direction: s.direction, peerCallId: s.peerCallId, peerName: s.peerName,
+      peerUsername: s.peerUsername,
     }}));
   }
 
@@ -827,7 +858,7 @@ export class Phone extends EventTarget {
     if (document.visibilityState !== 'hidden' || !('Notification' in window) || Notification.permission !== 'granted') return;
     try {
       const note = new Notification('Incoming call', {
-        body: `${s.peerName || s.peerCallId} is calling you on OpenCall`,
+        body: `${this.peer(s).name} is calling you on OpenCall`,
         tag: 'opencall-incoming',
         requireInteraction: true,
       });

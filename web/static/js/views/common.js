@@ -74,3 +74,11 @@ export function parseUtc(text) {
   const date = new Date(`${String(text).replace(' ', 'T')}Z`);
   return Number.isNaN(date.getTime()) ? null : date;
 }
+
+/** A `<time>` for a server timestamp, ISO ("2026-06-16T09:30:00.000Z") or api.md's "2026-06-16 09:12:44" (UTC). */
+export function timeElement(text) {
+  const date = /T/.test(String(text)) ? new Date(text) : parseUtc(text);
+  if (!date || Number.isNaN(date.getTime())) return document.createTextNode(String(text));
+  return h('time', {datetime: date.toISOString(), text: date.toLocaleString([], {
+    month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'})});
+}

@@ -1,8 +1,11 @@
-// The account dashboard: permanent Call ID, invite links, API key (show/copy/rotate), call history.
+// The account dashboard: permanent Call ID, invite links, blocked callers, API key (show/copy/rotate), call history.
 
 import {api} from '../api.js';
 import {formatDuration, h, icon} from '../dom.js';
-import {banner, card, copyButton, parseUtc} from './common.js';
+import {describeParty, identityMark} from '../party.js';
+import {BlockStore, blocksCard} from './blocks.js';
+import {banner, card, copyButton, timeElement} from './common.js';
+import {invitesCard} from './invites.js';
 
 function maskKey(key) {
   return key ? `${key.slice(0, 3)}${'•'.repeat(Math.max(8, key.length - 7))}${key.slice(-4)}` : '';
@@ -24,45 +27,6 @@ function callIdCard(app) {
     h('p', {class: 'muted small', text: 'It never changes. Anyone who has it can call you while OpenCall is open.'}),
   );
   return {node, destroy: () => app.removeEventListener('connection', refresh)};
-}
-
-function inviteCard(app) {
-  const list = h('ul', {class: 'invite-list', 'aria-label': 'Invite links made on this page'});
-  const error = h('div');
-  const generate = h('button', {class: 'btn primary', type: 'button'}, icon('link', 18), h('span', {text: 'New invite link'}));
-  generate.addEventListener('click', async () => {
-    generate.disabled = true;
-    error.replaceChildren();
-    try {
-      const invite = await api('/api/invite/generate', {method: 'POST'});
-      const url = h('input', {class: 'invite-url', type: 'text', readonly: true, value: invite.url,
-        'aria-label': 'Invite link', onfocus: (event) => event.target.select()});
-      const actions = h('div', {class: 'row'}, copyButton(app, () => invite.url, {what: 'Invite link'}));
-      if (navigator.share) {
-        actions.append(h('button', {class: 'btn secondary', type: 'button', onclick: async () => {
-          try {
-            await navigator.share({title: 'Call me on OpenCall', text: `${app.me.username} invites you to a call`, url: invite.url});
-          } catch {
-            // the user closed the share sheet
-          }
-        }}, icon('share', 18), h('span', {text: 'Share'})));
-      }
-      const item = h('li', {class: 'invite-item'}, url, actions);
-      list.prepend(item);
-      url.focus();
-      app.announce('Invite link created');
-    } catch (err) {
-      error.replaceChildren(banner(err.message, 'error'));
-    } finally {
-      generate.disabled = false;
-    }
-  });
-  return card(
-    h('h2', {class: 'card-title', text: 'Invite links'}),
-    h('p', {class: 'muted', text: 'Send a link to someone without an account. It works for one person, ' +
-      'for 24 hours, and opens a page with a button that calls you.'}),
-    generate, error, list,
-  );
 }
 
 function apiKeyCard(app) {
@@ -138,41 +102,79 @@ function apiKeyCard(app) {
 
 const STATUS_TEXT = {answered: 'Answered', rejected: 'Declined', missed: 'Missed'};
 
-function historyCard(app) {
+/** How a history entry names the other party: its account name, else "Unverified: <typed name or Call ID>". */
+function historyParty(call) {
+  const callId = call.peerCallId || call.peer;
+  return describeParty({username: call.peerUsername || null, displayName: call.peer !== callId ? call.peer : null, callId});
+}
+
+function historyCard(app, blocks) {
   const list = h('ol', {class: 'history', 'aria-label': 'Recent calls'});
   const status = h('p', {class: 'muted', 'aria-live': 'polite'});
+  const problem = h('div');
   const reload = h('button', {class: 'btn ghost', type: 'button', 'aria-label': 'Refresh call history'},
     icon('refresh', 18), h('span', {text: 'Refresh'}));
+
+  // Each entry's Block button says whether its Call ID is blocked now (the Blocked callers panel can change it).
+  const syncBlockButtons = () => {
+    for (const button of list.querySelectorAll('button[data-block]')) {
+      const blocked = blocks.has(button.dataset.block);
+      button.disabled = blocked || !blocks.loaded;
+      button.textContent = blocked ? 'Blocked' : 'Block';
+    }
+  };
+  const blockButton = (callId) => {
+    const button = h('button', {class: 'btn ghost history-block', type: 'button', dataset: {block: callId},
+      'aria-label': `Block ${callId}`, text: 'Block'});
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      problem.replaceChildren();
+      try {
+        await blocks.block(callId);
+        app.announce(`Blocked ${callId}`);
+      } catch (err) {
+        problem.replaceChildren(banner(err.message, 'error'));
+        syncBlockButtons();
+      }
+    });
+    return button;
+  };
+
   const load = async () => {
     status.textContent = 'Loading…';
     try {
       const {calls} = await api('/api/call-history');
       list.replaceChildren(...calls.map((call) => {
-        const when = parseUtc(call.startedAt);
         const outgoing = call.direction === 'outgoing';
+        const party = historyParty(call);
+        const mark = identityMark(party);
         const detail = call.status === 'answered' && call.durationSeconds !== null
           ? formatDuration(call.durationSeconds) : STATUS_TEXT[call.status] || call.status;
         return h('li', {class: `history-item ${call.status}`, dataset: {status: call.status, direction: call.direction}},
           h('span', {class: `dir ${call.direction}`, title: outgoing ? 'Outgoing' : 'Incoming'}, icon(outgoing ? 'out' : 'in', 18),
             h('span', {class: 'visually-hidden', text: outgoing ? 'Outgoing call to' : 'Incoming call from'})),
-          h('span', {class: 'peer', text: call.peer}),
+          h('span', {class: 'peer', dataset: {verified: String(party.verified)}, text: party.name}),
           h('span', {class: `chip ${call.status}`, text: STATUS_TEXT[call.status] || call.status}),
-          h('span', {class: 'when'}, when ? h('time', {datetime: when.toISOString(), text: when.toLocaleString([], {
-            month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'})}) : call.startedAt),
+          h('span', {class: 'who'}, mark, party.alias ? h('span', {class: 'peer-alias', text: `“${party.alias}”`}) : null,
+            call.peerCallId && !party.name.includes(call.peerCallId) ? h('span', {class: 'peer-id', text: call.peerCallId}) : null),
+          call.peerCallId ? blockButton(call.peerCallId) : null,
+          h('span', {class: 'when'}, timeElement(call.startedAt)),
           h('span', {class: 'duration', text: call.status === 'answered' ? detail : ''}));
       }));
+      syncBlockButtons();
       status.textContent = calls.length ? '' : 'No calls yet. Calls you make or get while signed in show up here.';
     } catch (err) {
       status.textContent = `Could not load the call history: ${err.message}`;
     }
   };
   reload.addEventListener('click', load);
+  blocks.addEventListener('change', syncBlockButtons);
   load();
   const node = card(
     h('div', {class: 'card-head'}, h('h2', {class: 'card-title', text: 'Recent calls'}), reload),
-    status, list);
+    status, problem, list);
   node.id = 'history';
-  return node;
+  return {node, destroy: () => blocks.removeEventListener('change', syncBlockButtons)};
 }
 
 export function dashboardView(app) {
@@ -201,14 +203,17 @@ export function dashboardView(app) {
       app.navigate('/');
     });
     const idCard = callIdCard(app);
-    cleanups.push(idCard.destroy);
+    const blocks = new BlockStore();
+    const blocked = blocksCard(app, blocks);
+    const history = historyCard(app, blocks);
+    cleanups.push(idCard.destroy, blocked.destroy, history.destroy);
     node.replaceChildren(
       h('header', {class: 'page-head'},
         h('div', {}, h('h1', {text: `Hi, ${app.me.username}`}), h('p', {class: 'muted', text: app.me.email || ''})),
         logout),
       h('div', {class: 'grid'},
-        h('div', {class: 'col'}, idCard.node, inviteCard(app), apiKeyCard(app)),
-        h('div', {class: 'col'}, historyCard(app))),
+        h('div', {class: 'col'}, idCard.node, invitesCard(app), blocked.node, apiKeyCard(app)),
+        h('div', {class: 'col'}, history.node)),
     );
   };
   const onMe = () => build();

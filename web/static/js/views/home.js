@@ -5,7 +5,7 @@ import {h, icon} from '../dom.js';
 import {banner, card, copyButton, field} from './common.js';
 
 /** The call box: validates as you type (alphabet, length), upper-cases, explains O/0 and I/1. */
-export function callBox(app, {prefill = '', buttonLabel = 'Call', id = 'call-target', autofocus = false, peerName = null} = {}) {
+export function callBox(app, {prefill = '', buttonLabel = 'Call', id = 'call-target', autofocus = false, peerUsername = null} = {}) {
   const target = field({
     id,
     label: 'Their Call ID',
@@ -57,8 +57,8 @@ export function callBox(app, {prefill = '', buttonLabel = 'Call', id = 'call-tar
     }
     target.input.value = result.value;
     try {
-      // The invite page knows who owns the prefilled Call ID: show their name while it rings.
-      await app.phone.call(result.value, peerName && result.value === prefill ? peerName : null);
+      // The invite page knows which account owns the prefilled Call ID: show its name while it rings.
+      await app.phone.call(result.value, peerUsername && result.value === prefill ? peerUsername : null);
     } catch (err) {
       target.setError(err.message);
       target.input.focus();

@@ -17,6 +17,9 @@ function problemPage(status, message) {
   } else if (status === 410 && /used/i.test(message)) {
     title = 'This invite was already used';
     text = 'Invite links work for one person only. Ask the person who sent it for a new link.';
+  } else if (status === 410 && /revoked/i.test(message)) {
+    title = 'This invite was withdrawn';
+    text = 'The person who sent it has revoked this link. Ask them for a new one if you still need to call.';
   } else if (status === 410) {
     title = 'This invite has expired';
     text = 'Invite links last 24 hours. Ask the person who sent it for a new one.';
@@ -65,7 +68,7 @@ export function inviteView(app, {token}) {
     } else if (invite.online && invite.creatorCallId) {
       if (built.callId !== invite.creatorCallId) {
         built.callId = invite.creatorCallId;
-        const box = callBox(app, {prefill: invite.creatorCallId, buttonLabel: `Call ${name}`, id: 'invite-target', peerName: name});
+        const box = callBox(app, {prefill: invite.creatorCallId, buttonLabel: `Call ${name}`, id: 'invite-target', peerUsername: name});
         box.node.classList.add('prefilled');
         slot.replaceChildren(box.node);
       }

@@ -35,6 +35,67 @@ const PLATFORMS = [
   ]],
 ];
 
+// Where a device shows a CA certificate's SHA-256 fingerprint, to compare it with the box's.
+const COMPARE = [
+  ['iPhone and iPad', 'Before you tap Install: Settings → General → VPN & Device Management → the OpenCall profile → ' +
+    'More Details → the certificate → Fingerprints, SHA-256 (shown with spaces instead of colons). Once installed, ' +
+    'Settings → General → About → Certificate Trust Settings lists it by name.'],
+  ['Android', 'Settings → Security → Encryption & credentials → User credentials (or Trusted credentials → User) → ' +
+    'tap the OpenCall certificate: its SHA-256 fingerprint is in the details.'],
+  ['Computers', 'Open the downloaded file: macOS Keychain Access and Firefox’s certificate viewer show SHA-256; or run ' +
+    'openssl x509 -in opencall-ca.crt -noout -fingerprint -sha256'],
+];
+const STANDING = new Set(['home.arpa', 'internal', 'local', 'localhost']);
+
+/** A fingerprint's groups of eight bytes, so it fits a phone and is easy to compare. */
+function groups(fingerprint) {
+  const bytes = fingerprint.split(':');
+  const found = [];
+  for (let i = 0; i < bytes.length; i += 8) found.push(bytes.slice(i, i + 8).join(':'));
+  return found;
+}
+
+/** A SHA-256 fingerprint in four lines of eight bytes. */
+function fingerprintLines(fingerprint) {
+  return h('p', {class: 'fingerprint', 'data-fingerprint': fingerprint},
+    groups(fingerprint).map((line, i) => [i ? h('br') : null, h('code', {text: line})]));
+}
+
+/** A SHA-256 fingerprint inside a sentence: it may wrap between its groups of eight bytes. */
+function fingerprintInline(fingerprint) {
+  return h('span', {'data-fingerprint': fingerprint},
+    groups(fingerprint).map((group, i) => [i ? ' ' : null, h('code', {text: group})]));
+}
+
+function caDetails(ca) {
+  const own = (ca.permitted || []).filter((name) => !name.includes('/') && !STANDING.has(name));
+  const names = [...own, 'names ending in .local, .home.arpa or .internal', 'localhost'];
+  return [
+    h('h2', {class: 'card-title small-title', text: 'Check the fingerprint'}),
+    h('p', {text: `The certificate “${ca.name}” has this SHA-256 fingerprint:`}),
+    fingerprintLines(ca.fingerprint),
+    h('p', {text: 'Compare it with what the box itself shows: on the box, run sudo opencall doctor (the “local CA” ' +
+      'line). This page reached you over a connection your device does not trust yet, so only the box’s own ' +
+      'answer proves the certificate is the box’s. Then compare it with what your device shows:'}),
+    h('ul', {class: 'steps'}, COMPARE.map(([who, where]) => h('li', {}, h('strong', {text: `${who}: `}), where))),
+    h('p', {class: 'muted small', text: ca.permitted ? `This certificate can vouch only for this box: ${names.join(', ')} ` +
+      'and private home-network addresses (192.168.x.x, 10.x.x.x, fd…). It cannot vouch for any website on the internet.' :
+      'This certificate is from an older version and can vouch for any website: restart the box to replace it.'}),
+  ];
+}
+
+function replacedNotice(ca, previous) {
+  const message = h('span', {},
+    `On ${previous.replaced} this box replaced its certificate authority “${previous.name}” with “${ca.name}”. ` +
+    (previous.permitted ? 'The old one could not vouch for a new name of this box. ' :
+      'The old one could vouch for any website; the new one only for this box. ') + 'The old one’s private key is ' +
+    'destroyed, so it can no longer vouch for anything. On each device that trusted the old one: install the new ' +
+    'certificate below, then remove the old one (SHA-256 ', fingerprintInline(previous.fingerprint), '): iPhone: ' +
+    'Settings → General → VPN & Device Management → the old OpenCall profile → Remove Profile; Android: Settings → ' +
+    'Security → Encryption & credentials → User credentials → the old OpenCall certificate → Remove.');
+  return banner(message, 'warn', {title: 'This box has a new certificate authority. '});
+}
+
 function guessPlatform() {
   const ua = navigator.userAgent;
   if (/Android/i.test(ua)) return 'android';
@@ -66,11 +127,13 @@ export function trustView() {
   const show = (info) => {
     const tls = info && info.tls;
     if (tls === 'auto') {
+      const ca = info.ca;
       status.replaceChildren(banner('This box uses its own certificate authority. Install it on each phone or computer that calls.', 'info'));
+      if (ca && info.previousCa) status.append(replacedNotice(ca, info.previousCa));
       body.replaceChildren(
         h('div', {class: 'row'}, download),
-        h('p', {class: 'muted small', text: 'Only install a certificate from a box you run yourself or trust: ' +
-          'a trusted CA can vouch for any website on that device.'}),
+        h('p', {class: 'muted small', text: 'Only install a certificate from a box you run yourself or trust.'}),
+        ...(ca ? caDetails(ca) : []),
         h('h2', {class: 'card-title small-title', text: 'Step by step'}),
         steps());
     } else if (tls === 'off') {
