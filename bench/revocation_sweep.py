@@ -1,4 +1,4 @@
-"""The cost of the credential sweep (opencall/services/revocation.py) with N authenticated sockets.
+"""The cost of the credential sweep (opencall/signaling/revocation.py) with N authenticated sockets.
 
 The server runs the sweep every SWEEP_INTERVAL seconds over its connected authenticated sockets. This builds the
 same state in-process — N accounts, each with a live session and an API key, one socket per account (half by
@@ -40,8 +40,8 @@ from opencall.db.models import ApiKey, Session, User
 from opencall.db.setup import close_database, open_database
 from opencall.services.accounts import new_api_key, password_stamp, token_hash
 from opencall.services.clock import utcnow
-from opencall.services.registry import Peer
-from opencall.services.revocation import SWEEP_INTERVAL, revoked
+from opencall.signaling.registry import Peer
+from opencall.signaling.revocation import SWEEP_INTERVAL, revoked
 from tests.support import Server, api_key, register, test_config
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,7 @@ What it costs per cycle is the floor of the stack OpenCall is built on; OpenCall
     python bench/stack_floor.py --port 8080 [--stock]
 
 ``--stock`` runs python-socketio as it comes (a task per event, a task per recipient of an emit); by default it
-uses the same settings as OpenCall's server (opencall/signaling/server.py): the DirectManager and handlers run
+uses the same settings as OpenCall's server (opencall/signaling/sockets.py): the DirectManager and handlers run
 in the socket's receive loop. ``--lean-recv`` measures what Sanic's websocket receive path costs: it replaces
 ``WebsocketImplProtocol.recv`` (a task, a future and ``asyncio.wait`` per message) with a plain await of the
 frame assembler, dropping recv's cancellation on close. A measurement only: OpenCall never patches Sanic.

@@ -14,30 +14,30 @@ from opencall import __version__, httplimits
 from opencall.api import account, auth, errors, guards, headers, info, public
 from opencall.api.context import anonymous_id
 from opencall.api.cookies import remember_anonymous
-from opencall.appliance import install as install_appliance
 from opencall.config import Config, RateLimits
 from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
+from opencall.lan import url_host
+from opencall.lifecycle import install as install_appliance
 from opencall.mdns import Announcement, Announcer
-from opencall.netinfo import url_host
-from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
+from opencall.relay.policy import CallRelayPolicy
+from opencall.relay.settings import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
 from opencall.services.accounts import Accounts
 from opencall.services.anonymous import AnonymousIds
 from opencall.services.blocks import Blocks
-from opencall.services.call_log import CallRecorder
+from opencall.services.call_records import CallRecorder
 from opencall.services.callids import permanent_call_id
-from opencall.services.calls import Signaling
 from opencall.services.client_log import ClientLog
 from opencall.services.ice import IcePlan
 from opencall.services.invites import Invites
 from opencall.services.presence import Presence
 from opencall.services.ratelimit import RateLimiter
-from opencall.services.registry import Registry
-from opencall.services.relay_policy import CallRelayPolicy
-from opencall.services.revocation import CredentialSweep
 from opencall.services.ringing import RingingLimits
 from opencall.services.secrets_store import api_key_cipher, turn_secret
-from opencall.signaling import server as signaling_server
+from opencall.signaling import sockets as signaling_server
+from opencall.signaling.calls import Signaling
+from opencall.signaling.registry import Registry
+from opencall.signaling.revocation import CredentialSweep
 from opencall.tls import server_ssl_context
 from turn import TurnServer
 

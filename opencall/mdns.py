@@ -29,7 +29,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from opencall.config import Config, MdnsConfig
-from opencall.netinfo import lan_addresses, routed_address
+from opencall.lan import lan_addresses, routed_address
 from turn.netinfo import host_interfaces
 
 log = logging.getLogger("opencall.mdns")

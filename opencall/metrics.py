@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from opencall.services.ratelimit import RateLimiter
-from opencall.services.registry import Registry
+from opencall.signaling.registry import Registry
 from turn.gate import GLOBAL_LIMIT, PER_IP_LIMIT, ConnectionGate
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

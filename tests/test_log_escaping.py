@@ -1,4 +1,4 @@
-"""One record, one line: untrusted text in a log message is escaped (opencall.logs), on its own and on a real
+"""One record, one line: untrusted text in a log message is escaped (opencall.logging_setup), on its own and on a real
 server (client-log lines and contact subjects are in tests/api/test_client_log.py and tests/api/test_contact.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 import socketio
 
-from opencall.logs import CONTINUATION, FORMAT, OneLineFormatter, escape
+from opencall.logging_setup import CONTINUATION, FORMAT, OneLineFormatter, escape
 from tests.support import Server
 
 FORGED = "2026-01-01 00:00:00,000 INFO opencall: forged"

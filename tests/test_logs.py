@@ -1,11 +1,11 @@
-"""The log file's rotation (opencall.logs.RotatingLogFile)."""
+"""The log file's rotation (opencall.logging_setup.RotatingLogFile)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from opencall.logs import RotatingLogFile
+from opencall.logging_setup import RotatingLogFile
 
 LINE = "call ABCD2345 -> EFGH6789 ringing on 1 socket(s)"
 

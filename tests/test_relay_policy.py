@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from opencall.relay.policy import SELF_TEST_PRINCIPAL, CallRelayPolicy, account_principal
 from opencall.services.announced import MAX_ADDRESSES, Announced, candidate_address, ice_ufrags, sdp_addresses
 from opencall.services.anonymous import AnonymousIds
-from opencall.services.calls import Call
-from opencall.services.registry import Peer, Registry
-from opencall.services.relay_policy import SELF_TEST_PRINCIPAL, CallRelayPolicy, account_principal
+from opencall.signaling.calls import Call
+from opencall.signaling.registry import Peer, Registry
 
 HOST = "candidate:842163049 1 udp 2122260223 192.168.1.20 54400 typ host generation 0 ufrag EsAw network-id 1"
 SRFLX = ("candidate:1 1 udp 1686052607 203.0.114.7 61000 typ srflx raddr 192.168.1.20 rport 54400 generation 0")

@@ -9,8 +9,8 @@ from opencall.api.context import anonymous_id, identify, json_body, require_user
 from opencall.api.cookies import remember_anonymous
 from opencall.api.timefmt import iso_utc, sql_utc
 from opencall.origins import own_origin
-from opencall.services import history
 from opencall.services.blocks import BlockList
+from opencall.services.call_history import recent_calls
 from opencall.services.invites import InviteView
 
 bp = Blueprint("account", url_prefix="/api")
@@ -127,7 +127,7 @@ async def block_strangers(request: Request) -> HTTPResponse:
 async def call_history(request: Request) -> HTTPResponse:
     user = await require_user(request)
     await services(request).call_log.flush()  # calls that just ended are still on their way to the table
-    calls = await history.recent_calls(user)
+    calls = await recent_calls(user)
     return json({"calls": [
         {
             "direction": call.direction,

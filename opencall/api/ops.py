@@ -22,9 +22,9 @@ from opencall.api.errors import error_response
 from opencall.config import MetricsConfig
 from opencall.db.models import Call
 from opencall.metrics import CONTENT_TYPE, Snapshot, http_snapshot, live_calls, refusals, render
-from opencall.relaymon import RelayMonitor
+from opencall.relay.monitor import RelayMonitor
 from opencall.services.ratelimit import RateLimiter
-from opencall.services.registry import Registry
+from opencall.signaling.registry import Registry
 
 log = logging.getLogger("opencall.ops")
 
@@ -35,7 +35,7 @@ CA_CONTENT_TYPE = "application/x-x509-ca-cert"
 
 @dataclass(frozen=True)
 class OpsState:
-    """What the operator endpoints read; built by :func:`opencall.appliance.install`."""
+    """What the operator endpoints read; built by :func:`opencall.lifecycle.install`."""
 
     registry: Registry
     limiters: tuple[tuple[str, RateLimiter], ...]

@@ -26,7 +26,7 @@ from opencall.localca import (
     host_names,
     renewal_reason,
 )
-from opencall.relay import LOOPBACK_FIX, advertised_hosts, loopback_problem
+from opencall.relay.settings import LOOPBACK_FIX, advertised_hosts, loopback_problem
 from opencall.services.secrets_store import TURN_SECRET_FILE
 from opencall.tls import extra_names
 from turn.listen import NO_IPV6_ERRORS, bind_addresses, is_wildcard

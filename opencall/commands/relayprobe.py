@@ -15,7 +15,7 @@ from typing import cast
 
 from aioice.turn import create_turn_endpoint
 
-from opencall.services.relay_policy import SELF_TEST_PRINCIPAL
+from opencall.relay.policy import SELF_TEST_PRINCIPAL
 from turn.credentials import make_credentials
 
 TIMEOUT = 5.0

@@ -37,7 +37,7 @@ def serve(config: Config, which: str = "") -> int:
     from opencall.app import create_app
     from opencall.fdlimit import raise_limit
     from opencall.httplimits import capped_protocol, operator_check
-    from opencall.logs import setup_logging
+    from opencall.logging_setup import setup_logging
     from opencall.tls import server_ssl_context
 
     setup_logging(config.log_file, config.log_level, config.client_log.max_bytes, config.client_log.backups)

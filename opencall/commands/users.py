@@ -12,8 +12,8 @@ from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
 from opencall.services.accounts import Accounts
 from opencall.services.errors import ServiceError
-from opencall.services.revocation import SWEEP_INTERVAL
 from opencall.services.secrets_store import api_key_cipher
+from opencall.signaling.revocation import SWEEP_INTERVAL
 
 T = TypeVar("T")
 _SOCKETS_CLOSE = f"its connected sockets close within {SWEEP_INTERVAL:g} s"

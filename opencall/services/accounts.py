@@ -160,7 +160,7 @@ class Accounts:
 
     async def remove(self, username: str) -> User:
         """Delete an account with its API key, sessions and invites; its call records stay, unlinked. A running
-        server closes the account's sockets at its next credential sweep (services/revocation.py)."""
+        server closes the account's sockets at its next credential sweep (signaling/revocation.py)."""
         user = await self.find(username)
         await user.delete()
         log.info("account removed: %s", user.username)
@@ -170,7 +170,7 @@ class Accounts:
                              ) -> tuple[User, str | None]:
         """Set a new password and end every session of the account; with ``rotate_key`` also replace its API
         key. Returns the account and its new key (None when the old one keeps working). A running server closes
-        every socket of the account at its next credential sweep (services/revocation.py)."""
+        every socket of the account at its next credential sweep (signaling/revocation.py)."""
         user = await self.find(username)
         user.password_hash = await passwords.hash_password(validation.password(password))
         key = new_api_key() if rotate_key else None

@@ -1,6 +1,6 @@
 """The IP addresses a party announces through signaling: the ``c=`` and ``a=candidate`` lines of its SDP
 (RFC 8866 §5.7, RFC 8839 §5.1) and its trickled candidate strings. The relay policy lets the other party relay
-to them (services/relay_policy.py). mDNS names (``….local``, RFC 8839 §5.1 allows FQDNs) name no address and
+to them (relay/policy.py). mDNS names (``….local``, RFC 8839 §5.1 allows FQDNs) name no address and
 are left out, as are the unspecified addresses of ``c=IN IP4 0.0.0.0`` placeholders.
 """
 

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opencall.logs import CLIENT_LOGGER, escape
+from opencall.logging_setup import CLIENT_LOGGER, escape
 from opencall.services.errors import InvalidInput
 
-log = logging.getLogger(CLIENT_LOGGER)  # client.log only (opencall.logs.setup_logging)
+log = logging.getLogger(CLIENT_LOGGER)  # client.log only (opencall.logging_setup.setup_logging)
 notices = logging.getLogger("opencall.logs")  # the server log
 
 MAX_LINES, MAX_LINE_LENGTH = 200, 2000

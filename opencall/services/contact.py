@@ -28,7 +28,7 @@ async def submit(body: dict[str, Any], client_ip: str) -> ContactMessage:
         subject=subject[:SUBJECT_MAX], email=email, message=message[:MESSAGE_MAX],
         client_ip=client_ip, created_at=utcnow(),
     )
-    log.info("contact message #%d from %s: %s", stored.id, email, stored.subject)  # escaped by opencall.logs
+    log.info("contact message #%d from %s: %s", stored.id, email, stored.subject)  # escaped by opencall.logging_setup
     return stored
 
 

@@ -124,7 +124,7 @@ def test_metrics_config_is_checked(tmp_path: Path, bad: dict[str, object]) -> No
 def test_relay_counters_become_metrics_once_a_relay_is_attached() -> None:
     """The seam the relay is wired through: RelayMonitor.attach(counters, running) feeds /metrics."""
     from opencall.metrics import Snapshot, render
-    from opencall.relaymon import RelayMonitor
+    from opencall.relay.monitor import RelayMonitor
     from turn.counters import Counters
 
     counters = Counters(allocations=2, allocations_created=5, packets_to_peers=7, bytes_to_peers=700,
@@ -152,7 +152,7 @@ def test_relay_counters_become_metrics_once_a_relay_is_attached() -> None:
 
 def test_a_relay_advertised_on_loopback_only_is_not_ok() -> None:
     """Running, but phones are told to reach it on themselves: ``loopback only`` (503 in /healthz)."""
-    from opencall.relaymon import RelayMonitor
+    from opencall.relay.monitor import RelayMonitor
 
     monitor = RelayMonitor(enabled=True, loopback_only=True)
     assert monitor.state() == "not running"

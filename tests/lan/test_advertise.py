@@ -21,7 +21,7 @@ from tests.support import test_config
 BOX_V4, BOX_V6 = "192.168.50.2", "fd42:50::2"
 OTHER_V4, OTHER_ROUTER = "192.168.60.2", "192.168.60.1"  # the box's second network, where the route to 10/8 is
 
-RESOLVE = ("import json; from opencall.netinfo import auto_addresses, routed_address; "
+RESOLVE = ("import json; from opencall.lan import auto_addresses, routed_address; "
            "print(json.dumps([routed_address(), auto_addresses()]))")
 
 

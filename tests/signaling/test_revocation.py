@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 
-from opencall.services.revocation import SWEEP_INTERVAL
+from opencall.signaling.revocation import SWEEP_INTERVAL
 from tests.appliance.tools import opencall
 from tests.signaling.clients import SESSION_COOKIE, WAIT, Account, PyPeer, answer, new_account, offer, query_db
 from tests.signaling.conftest import Connector

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from opencall.config import Config
 from opencall.fdlimit import current_limit, relay_share
-from opencall.netinfo import auto_addresses, is_loopback
+from opencall.lan import auto_addresses, is_loopback
 from turn import RelayConfig
 from turn.listen import is_wildcard
 
@@ -18,7 +18,7 @@ LOOPBACK_FIX = ("set turn.advertise to this box's LAN address (e.g. 192.168.1.10
 
 def advertised_hosts(config: Config) -> tuple[str, ...]:
     """The hosts /api/ice-config names: ``turn.advertise``, or for ``auto`` this host's LAN addresses
-    (:func:`opencall.netinfo.auto_addresses`, read now)."""
+    (:func:`opencall.lan.auto_addresses`, read now)."""
     advertise = config.turn.advertise
     return auto_addresses() if advertise == "auto" else (advertise,)
 

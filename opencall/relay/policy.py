@@ -24,8 +24,8 @@ import weakref
 from collections.abc import Iterable
 
 from opencall.services.announced import ip_of
-from opencall.services.calls import Call
-from opencall.services.registry import Peer, Registry
+from opencall.signaling.calls import Call
+from opencall.signaling.registry import Peer, Registry
 from turn.policy import embedded_ipv4, special_network
 
 log = logging.getLogger("opencall.relay")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from opencall.config import parse_config
-from opencall.netinfo import is_lan_address, is_loopback, lan_addresses, url_host
-from opencall.relay import loopback_only, loopback_problem, relay_addresses
+from opencall.lan import is_lan_address, is_loopback, lan_addresses, url_host
+from opencall.relay.settings import loopback_only, loopback_problem, relay_addresses
 
 HOME_LAN = ["127.0.0.1/8", "::1/128", "192.168.50.2/24", "fe80::1c2:3ff:fe44:5566%eth0/64", "fd42:50::2/64"]
 

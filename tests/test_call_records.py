@@ -1,4 +1,4 @@
-"""The call recorder (opencall/services/call_log.py) on a real SQLite database: a batch that fails is retried row by
+"""The call recorder (opencall/services/call_records.py) on a real SQLite database: a batch that fails is retried row by
 row; a call of a removed account is written unlinked; a row that cannot be written is logged and dropped alone.
 (tests/signaling/test_revocation.py has the same through a real server, for an account removed mid-call.)"""
 
@@ -13,7 +13,7 @@ import pytest
 
 from opencall.db.models import Call, User
 from opencall.db.setup import close_database, open_database
-from opencall.services.call_log import CallRecorder, FinishedCall
+from opencall.services.call_records import CallRecorder, FinishedCall
 from opencall.services.clock import utcnow
 
 

@@ -19,10 +19,10 @@ from sanic import Sanic
 from opencall import __version__
 from opencall.api import ops
 from opencall.config import Config
-from opencall.relaymon import RelayMonitor
+from opencall.relay.monitor import RelayMonitor
 from opencall.sdnotify import notify
 from opencall.services.ratelimit import RateLimiter
-from opencall.services.registry import Registry
+from opencall.signaling.registry import Registry
 from opencall.tls import certificate_keeper
 from turn.listen import host_port
 

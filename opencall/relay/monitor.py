@@ -22,7 +22,7 @@ class RelayMonitor:
 
     def __init__(self, enabled: bool, loopback_only: bool = False) -> None:
         """``loopback_only``: the relay is advertised on loopback only while serving the LAN
-        (:func:`opencall.relay.loopback_only`), so phones cannot reach it even while it runs."""
+        (:func:`opencall.relay.settings.loopback_only`), so phones cannot reach it even while it runs."""
         self.enabled = enabled
         self.loopback_only = loopback_only
         self._counters: Callable[[], Mapping[str, int]] | None = None

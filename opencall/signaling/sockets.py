@@ -13,13 +13,13 @@ from sanic import Sanic
 
 from opencall.api.context import ANON_COOKIE, SESSION_COOKIE
 from opencall.origins import is_own_origin
+from opencall.relay.policy import account_principal
 from opencall.services.accounts import Accounts, password_stamp, token_hash
 from opencall.services.anonymous import AnonymousIds
-from opencall.services.calls import Signaling
 from opencall.services.errors import ServiceError
-from opencall.services.registry import Peer
-from opencall.services.relay_policy import account_principal
+from opencall.signaling.calls import Signaling
 from opencall.signaling.manager import DirectManager
+from opencall.signaling.registry import Peer
 
 log = logging.getLogger("opencall.signaling")
 
@@ -30,13 +30,13 @@ INVALID_KEY = "Invalid API key"
 CLOSE_GRACE = 2.0
 # python-engineio drops a long-polling POST of more than 16 packets (answering 200, so the client never
 # knows); socket.io-client sends everything it buffered while a POST was in flight as one batch, which a
-# burst of trickled ICE candidates easily exceeds. Per-socket flood control (services/calls.py) still applies.
+# burst of trickled ICE candidates easily exceeds. Per-socket flood control (signaling/calls.py) still applies.
 MAX_POLLING_PACKETS = 512
 EventHandler = Callable[[str, Any], Awaitable[None]]
 
 
 class SocketIOOutbox:
-    """The :class:`~opencall.services.calls.Outbox` of a python-socketio server."""
+    """The :class:`~opencall.signaling.calls.Outbox` of a python-socketio server."""
 
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
@@ -89,7 +89,7 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
             user = await accounts.user_for_session(token) if token else None
             session_hash = token_hash(token) if user and token else None
         principal = account_principal(user.id) if user else anonymous.verify(request.cookies.get(ANON_COOKIE))
-        # The credential it authenticated with, so that revocation (services/revocation.py) can find it.
+        # The credential it authenticated with, so that revocation (signaling/revocation.py) can find it.
         signaling.connected(Peer(
             sid=sid,
             user_id=user.id if user else None,

@@ -1,7 +1,7 @@
 """Revocation that reaches the socket: a socket whose credential stopped working is closed.
 
-A socket authenticates once, at connect (signaling/server.py), with a session cookie or an API key; its
-:class:`~opencall.services.registry.Peer` keeps the SHA-256 of that credential and a stamp of the account's
+A socket authenticates once, at connect (signaling/sockets.py), with a session cookie or an API key; its
+:class:`~opencall.signaling.registry.Peer` keeps the SHA-256 of that credential and a stamp of the account's
 password. What this process changes acts at once (a logout or a new login ends a session:
 ``Signaling.session_ended``; a key rotation: ``Signaling.key_rotated``). What another writer of the database
 changes — ``opencall user reset-password|remove`` in another process, another node, an operator's SQL — is found by
@@ -19,9 +19,9 @@ from collections.abc import Iterator, Sequence
 
 from opencall.db.models import ApiKey, Session
 from opencall.services.accounts import password_stamp
-from opencall.services.calls import Signaling
 from opencall.services.clock import utcnow
-from opencall.services.registry import Peer
+from opencall.signaling.calls import Signaling
+from opencall.signaling.registry import Peer
 
 log = logging.getLogger("opencall.signaling")
 

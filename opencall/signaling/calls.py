@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from opencall.services.call_log import CallRecorder, FinishedCall
+from opencall.services.call_records import CallRecorder, FinishedCall
 from opencall.services.callids import is_assigned, is_call_id, new_call_id
 from opencall.services.clock import utcnow
 from opencall.services.errors import ServiceError
 from opencall.services.ratelimit import TokenBucket
-from opencall.services.registry import Peer, Registry
-from opencall.services.resume import ResumeTokens
 from opencall.services.ringing import RingingLimits
 from opencall.services.validation import storable
+from opencall.signaling.registry import Peer, Registry
+from opencall.signaling.resume import ResumeTokens
 
 log = logging.getLogger("opencall.signaling")
 

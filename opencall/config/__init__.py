@@ -1,0 +1,3 @@
+"""The one config file (schema.py)."""
+
+from opencall.config.schema import *  # noqa: F403
