@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -14,100 +13,25 @@ from opencall import __version__, httplimits
 from opencall.api import account, auth, errors, guards, headers, info, public
 from opencall.api.context import anonymous_id
 from opencall.api.cookies import remember_anonymous
-from opencall.config import Config, RateLimits
+from opencall.composition import build_services
+from opencall.config import Config
 from opencall.db.models import User
 from opencall.db.setup import close_database, open_database
-from opencall.lan import url_host
-from opencall.lifecycle import install as install_appliance
+from opencall.lifecycle import install as install_lifecycle
 from opencall.mdns import Announcement, Announcer
+from opencall.relay.monitor import RelayMonitor
 from opencall.relay.policy import CallRelayPolicy
 from opencall.relay.settings import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
-from opencall.services.accounts import Accounts
-from opencall.services.anonymous import AnonymousIds
-from opencall.services.blocks import Blocks
-from opencall.services.call_records import CallRecorder
 from opencall.services.callids import permanent_call_id
-from opencall.services.client_log import ClientLog
-from opencall.services.ice import IcePlan
-from opencall.services.invites import Invites
-from opencall.services.presence import Presence
-from opencall.services.ratelimit import RateLimiter
 from opencall.services.ringing import RingingLimits
-from opencall.services.secrets_store import api_key_cipher, turn_secret
 from opencall.signaling import sockets as signaling_server
-from opencall.signaling.calls import Signaling
+from opencall.signaling.calls import CallService
 from opencall.signaling.registry import Registry
 from opencall.signaling.revocation import CredentialSweep
 from opencall.tls import server_ssl_context
 from turn import TurnServer
 
 log = logging.getLogger("opencall")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """One limiter per rate limit of the config."""
-
-    login_per_ip: RateLimiter
-    login_failures_per_user: RateLimiter
-    register_per_ip: RateLimiter
-    contact_per_ip: RateLimiter
-    client_log_per_ip: RateLimiter
-
-    @classmethod
-    def from_config(cls, limits: RateLimits) -> Limits:
-        return cls(
-            login_per_ip=RateLimiter(limits.login_per_ip),
-            login_failures_per_user=RateLimiter(limits.login_failures_per_user),
-            register_per_ip=RateLimiter(limits.register_per_ip),
-            contact_per_ip=RateLimiter(limits.contact_per_ip),
-            client_log_per_ip=RateLimiter(limits.client_log_per_ip),
-        )
-
-
-@dataclass(frozen=True)
-class AppServices:
-    """Everything the handlers use, built once per app."""
-
-    config: Config
-    accounts: Accounts
-    invites: Invites
-    presence: Presence
-    ice_plan: IcePlan
-    limits: Limits
-    public_url: str | None
-    call_log: CallRecorder
-    anonymous: AnonymousIds
-    client_log: ClientLog
-    blocks: Blocks
-
-
-def build_services(config: Config, registry: Registry, advertised: tuple[str, ...]) -> AppServices:
-    """Make the services from the config; key material is created in data_dir on first start."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    turn = config.turn
-    ice_plan = IcePlan(
-        enabled=turn.enabled,
-        hosts=tuple(url_host(host) for host in advertised),
-        port=turn.port,
-        tls_port=turn.tls_port if config.tls_enabled else None,
-        secret=turn_secret(config.data_dir, turn.secret),
-        credential_ttl=turn.credential_ttl,
-        extra_servers=config.ice.extra_servers,
-    )
-    return AppServices(
-        config=config,
-        accounts=Accounts(api_key_cipher(config.data_dir)),
-        invites=Invites(registry, config.invite_ttl),
-        presence=registry,
-        ice_plan=ice_plan,
-        limits=Limits.from_config(config.rate_limits),
-        public_url=config.server.public_url,
-        call_log=CallRecorder(),
-        anonymous=AnonymousIds.from_secret(ice_plan.secret),
-        client_log=ClientLog(config.client_log.bytes_per_minute),
-        blocks=Blocks(registry.identity_of),
-    )
 
 
 async def _permanent_call_id(registry: Registry, user_id: int) -> str:
@@ -142,10 +66,10 @@ def create_app(config: Config) -> Sanic:
         may_relay = (CallRelayPolicy(registry, settings.relay_addresses.values())
                      if config.turn.peer_policy == "call" else None)
         relay = TurnServer(settings, may_relay=may_relay)
-    recorder = services.call_log
+    recorder = services.call_records
     limits = config.rate_limits
     sio = signaling_server.make_socket_server(config.server.public_url)
-    signaling = Signaling(
+    signaling = CallService(
         registry=registry,
         outbox=signaling_server.SocketIOOutbox(sio),
         recorder=recorder,
@@ -166,23 +90,8 @@ def create_app(config: Config) -> Sanic:
     for blueprint in (auth.bp, account.bp, public.bp, info.bp):
         app.blueprint(blueprint)
 
-    root = web_root()
-
-    async def index(request: Request, token: str | None = None) -> HTTPResponse:
-        """The web app; on ``/invite/<token>`` the page reads the token from its own URL. A browser without
-        an anonymous id gets one here, before its socket connects: socket and relay credentials share it."""
-        response = await file(root / "index.html")
-        anonymous_id(request)
-        remember_anonymous(request, response)
-        return response
-
-    app.add_route(index, "/", name="index")
-    app.add_route(index, "/invite/<token:str>", name="invite_page")
-    for page in ("login", "register", "dashboard", "docs", "trust", "contact"):  # the client's deep links
-        app.add_route(index, f"/{page}", name=f"{page}_page")
-    app.static("/static", root / "static", name="static")
-    app.static("/socket.io/socket.io.js", root / "vendor" / "socket.io.min.js", name="socketio_bundle",
-               content_type="application/javascript; charset=utf-8")
+    _serve_web_app(app)
+    monitor = RelayMonitor(config.turn.enabled, loopback_only=relay_problem is not None)
 
     @app.before_server_start
     async def start_storage(app: Sanic) -> None:
@@ -203,36 +112,64 @@ def create_app(config: Config) -> Sanic:
         await recorder.stop()
         await close_database()
 
+    if relay is not None:
+        _run_relay(app, relay, monitor, config.turn.port, advertised, relay_problem)
+    if config.mdns.enabled:
+        _announce(app, Announcer(Announcement.from_config(config)))
+    # Last, so that its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
+    install_lifecycle(app, config, registry, [*services.limits.named(), *signaling.limits.named()], monitor)
+    return app
+
+
+def _serve_web_app(app: Sanic) -> None:
+    """The browser client's page at / and its deep links, its static files and the Socket.IO bundle."""
+    root = web_root()
+
+    async def index(request: Request, token: str | None = None) -> HTTPResponse:
+        """The web app; on ``/invite/<token>`` the page reads the token from its own URL. A browser without
+        an anonymous id gets one here, before its socket connects: socket and relay credentials share it."""
+        response = await file(root / "index.html")
+        anonymous_id(request)
+        remember_anonymous(request, response)
+        return response
+
+    app.add_route(index, "/", name="index")
+    app.add_route(index, "/invite/<token:str>", name="invite_page")
+    for page in ("login", "register", "dashboard", "docs", "trust", "contact"):  # the client's deep links
+        app.add_route(index, f"/{page}", name=f"{page}_page")
+    app.static("/static", root / "static", name="static")
+    app.static("/socket.io/socket.io.js", root / "vendor" / "socket.io.min.js", name="socketio_bundle",
+               content_type="application/javascript; charset=utf-8")
+
+
+def _run_relay(app: Sanic, relay: TurnServer, monitor: RelayMonitor, port: int, advertised: tuple[str, ...],
+               problem: str | None) -> None:
+    """Start the relay before the server listens and stop it after; /healthz and /metrics read it through
+    ``monitor``."""
+
     @app.before_server_start
     async def start_relay(app: Sanic) -> None:
-        if relay is not None:
-            await relay.start()
-            monitor.attach(relay.counters.snapshot, running=lambda: relay.running)
-            log.info("relay listening on %s port %d, advertised as %s", " and ".join(relay.listening), config.turn.port,
-                     ", ".join(advertised))
-            if relay_problem is not None:
-                log.warning("%s. Fix: %s", relay_problem, LOOPBACK_FIX)
+        await relay.start()
+        monitor.attach(relay.counters.snapshot, running=lambda: relay.running)
+        log.info("relay listening on %s port %d, advertised as %s", " and ".join(relay.listening), port,
+                 ", ".join(advertised))
+        if problem is not None:
+            log.warning("%s. Fix: %s", problem, LOOPBACK_FIX)
 
     @app.after_server_stop
     async def stop_relay(app: Sanic) -> None:
-        if relay is not None:
-            monitor.detach()
-            await relay.stop()
+        monitor.detach()
+        await relay.stop()
 
-    # mDNS: <name>.local and the web app's service on the LAN, withdrawn (goodbye packets) before the server stops.
-    announcer = Announcer(Announcement.from_config(config)) if config.mdns.enabled else None
+
+def _announce(app: Sanic, announcer: Announcer) -> None:
+    """mDNS: <name>.local and the web app's service on the LAN, withdrawn (goodbye packets) before the server
+    stops."""
 
     @app.after_server_start
     async def start_mdns(app: Sanic) -> None:
-        if announcer is not None:
-            announcer.start()
+        announcer.start()
 
     @app.before_server_stop
     async def stop_mdns(app: Sanic) -> None:
-        if announcer is not None:
-            await announcer.stop()
-
-    # Its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
-    monitor = install_appliance(app, config, registry, services.limits, signaling.limits.named(),
-                                relay_loopback_only=relay_problem is not None)
-    return app
+        await announcer.stop()

@@ -20,10 +20,6 @@ from opencall.config import SYSTEM_CONFIG, Config, ConfigError, check_files, fin
 EXIT_FAILURE, EXIT_CONFIG = 1, 2
 
 
-class CommandError(Exception):
-    """A command that failed in a way the operator can act on; ``str()`` is the one line shown."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Bad arguments: one line and exit 2 (argparse would print the usage block first)."""
@@ -144,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except ConfigError as exc:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
-    except (CommandError, InitError, UserCommandError, DatabaseError) as exc:
+    except (InitError, UserCommandError, DatabaseError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         what = "cannot start" if args.command == "serve" else "error"

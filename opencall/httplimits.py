@@ -29,7 +29,7 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 from opencall.config import ServerConfig
 from turn.gate import ConnectionGate
-from turn.server import client_address
+from turn.listen import client_address
 from turn.tlsaccept import secure
 
 REQUEST_MAX_HEADER_SIZE = 8192  # Sanic's default, set explicitly: a request's line and headers

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import fields
-from typing import TYPE_CHECKING
 
 from sanic import Sanic
 
@@ -26,22 +24,13 @@ from opencall.signaling.registry import Registry
 from opencall.tls import certificate_keeper
 from turn.listen import host_port
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
 log = logging.getLogger("opencall")
 
 
-def install(app: Sanic, config: Config, registry: Registry, limits: DataclassInstance,
-            call_limiters: Iterable[tuple[str, RateLimiter]] = (), relay_loopback_only: bool = False) -> RelayMonitor:
-    """Wire the operator endpoints and lifecycle hooks into ``app``; returns the relay monitor to attach to.
-
-    ``limits`` is the app's dataclass of named :class:`RateLimiter` (``app.Limits``);
-    ``relay_loopback_only`` makes /healthz report the relay as ``loopback only`` (503).
-    """
-    monitor = RelayMonitor(config.turn.enabled, loopback_only=relay_loopback_only)
-    limiters = [(f.name, getattr(limits, f.name)) for f in fields(limits)]
-    limiters.extend(call_limiters)
+def install(app: Sanic, config: Config, registry: Registry, limiters: Iterable[tuple[str, RateLimiter]],
+            monitor: RelayMonitor) -> None:
+    """Wire the operator endpoints and lifecycle hooks into ``app``: ``limiters`` are the rate limits by config
+    key (/metrics counts their refusals), ``monitor`` the relay's health as /healthz and /metrics read it."""
     keeper = certificate_keeper(config)
     app.ctx.relay_monitor = monitor
     app.ctx.ops = ops.OpsState(
@@ -71,4 +60,3 @@ def install(app: Sanic, config: Config, registry: Registry, limits: DataclassIns
         if keeper is not None:
             keeper.unwatch(asyncio.get_running_loop())
 
-    return monitor

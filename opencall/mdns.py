@@ -30,6 +30,7 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from opencall.config import Config, MdnsConfig
 from opencall.lan import lan_addresses, routed_address
+from opencall.services.tasks import cancel
 from turn.netinfo import host_interfaces
 
 log = logging.getLogger("opencall.mdns")
@@ -166,11 +167,8 @@ class Announcer:
 
     async def stop(self) -> None:
         """Withdraw the service with goodbye packets (TTL 0, RFC 6762 §10.1) and close the responder."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         try:
             await asyncio.wait_for(self._withdraw(), STOP_TIMEOUT)
         except Exception as exc:  # shutdown goes on regardless

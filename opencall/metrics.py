@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from opencall.services.ratelimit import RateLimiter
-from opencall.signaling.registry import Registry
 from turn.gate import GLOBAL_LIMIT, PER_IP_LIMIT, ConnectionGate
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -90,16 +89,6 @@ class Exposition:
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
-
-def live_calls(registry: Registry) -> dict[str, int]:
-    """Calls in progress by state (``ringing``, ``active``), counted once however many sockets share them."""
-    calls = {id(peer.call): peer.call for peer in registry.peers.values() if peer.call is not None}
-    counts = {"ringing": 0, "active": 0}
-    for call in calls.values():
-        state = getattr(call, "state", None)
-        if state in counts:
-            counts[state] += 1
-    return counts
 
 
 @dataclass(frozen=True)

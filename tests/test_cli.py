@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,18 +13,10 @@ import pytest
 import yaml
 
 from opencall.config import SYSTEM_CONFIG, ConfigChoice, choose_config
-from tests.support import free_port
+from tests.support import Server, cli_env, free_port, run_cli
 
 EXIT_CONFIG = 2
 OPENCALL = Path(sys.executable).parent / "opencall"  # the console script installed beside this Python
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 20
-         ) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
-    environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "opencall", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _loopback_config(folder: Path, **extra: object) -> dict[str, object]:
@@ -60,7 +51,7 @@ def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path, comma
         path.mkdir()
     elif text is not None:
         path.write_text(text)
-    result = _run([command, "--config", str(path)], cwd=tmp_path)
+    result = run_cli(command, "--config", str(path), cwd=tmp_path)
     assert result.returncode == EXIT_CONFIG, result
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -75,7 +66,7 @@ def test_config_errors_via_opencall_config_env(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("rate_limits:\n  login_per_ip: lots\n")
     for command in ("check-config", "serve"):
-        result = _run([command], cwd=tmp_path, env={"OPENCALL_CONFIG": str(path)})
+        result = run_cli(command, cwd=tmp_path, env={"OPENCALL_CONFIG": str(path)})
         assert result.returncode == EXIT_CONFIG
         assert result.stderr.splitlines() == [
             "opencall: config error: rate_limits.login_per_ip: must be an integer from 0 to 1000000, got 'lots'"]
@@ -85,14 +76,14 @@ def test_config_errors_via_opencall_config_env(tmp_path: Path) -> None:
 def test_tls_off_and_false_are_accepted(tmp_path: Path, tls: str) -> None:
     path = tmp_path / "opencall.yaml"
     path.write_text(f"server:\n  port: 8080\n  tls: {tls}\n")
-    result = _run(["check-config", "--config", str(path)], cwd=tmp_path)
+    result = run_cli("check-config", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[:2] == [f"config: {path} (--config)", "config OK"]
     assert "web:      http://0.0.0.0:8080" in result.stdout
 
 
 def test_embedded_defaults_without_a_config_file(tmp_path: Path) -> None:
-    result = _run(["check-config"], cwd=tmp_path)
+    result = run_cli("check-config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     if SYSTEM_CONFIG.exists():
         pytest.skip(f"this host has {SYSTEM_CONFIG}: it is the default")
@@ -112,7 +103,7 @@ def test_check_config_resolves_relative_paths_against_the_config_folder(tmp_path
     folder = tmp_path / "conf"
     folder.mkdir()
     (folder / "opencall.yaml").write_text("data_dir: state\nlog_file: logs/x.log\n")
-    result = _run(["check-config", "--config", "conf/opencall.yaml"], cwd=tmp_path)
+    result = run_cli("check-config", "--config", "conf/opencall.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"  data_dir: {folder / 'state'}" in result.stdout
     assert f"  log_file: {folder / 'logs' / 'x.log'}" in result.stdout
@@ -121,7 +112,7 @@ def test_check_config_resolves_relative_paths_against_the_config_folder(tmp_path
 def test_opencall_config_env_is_honoured_by_check_config(tmp_path: Path) -> None:
     path = tmp_path / "env.yaml"
     path.write_text("server:\n  port: 9443\n")
-    result = _run(["check-config"], cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
+    result = run_cli("check-config", cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"config: {path} ($OPENCALL_CONFIG)"
     assert "web:      https://0.0.0.0:9443" in result.stdout
@@ -129,33 +120,12 @@ def test_opencall_config_env_is_honoured_by_check_config(tmp_path: Path) -> None
 
 
 def test_serve_reads_opencall_config_and_runs_from_any_directory(tmp_path: Path) -> None:
-    config = _loopback_config(tmp_path)
-    path = tmp_path / "opencall.yaml"
-    path.write_text(yaml.safe_dump(config))
-    port = config["server"]["port"]  # type: ignore[index]
-    env = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
-    env["OPENCALL_CONFIG"] = str(path)
-    with (tmp_path / "stderr.txt").open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "opencall", "serve"], cwd="/", env=env,
-                                stdout=err, stderr=err)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/auth/me", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
-                time.sleep(0.1)
-        assert response.json() == {"authenticated": False}
-        assert f"INFO opencall: config: {path} ($OPENCALL_CONFIG)" in (tmp_path / "stderr.txt").read_text()
+    with Server(tmp_path, _loopback_config(tmp_path), config_by_env=True) as server:
+        assert httpx.get(f"{server.base_url}/api/auth/me", timeout=5).json() == {"authenticated": False}
+        assert f"INFO opencall: config: {server.config_path} ($OPENCALL_CONFIG)" in server.stderr_path.read_text()
         # Relative data_dir and log_file (the defaults) landed beside the config file, not in /.
         assert (tmp_path / "data" / "opencall.db").is_file()
         assert (tmp_path / "logs" / "opencall.log").is_file()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_console_script(tmp_path: Path) -> None:
@@ -173,7 +143,7 @@ def test_console_script(tmp_path: Path) -> None:
 
 
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
-    result = _run([], cwd=tmp_path)
+    result = run_cli(cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip()
     assert "Traceback" not in result.stderr
@@ -193,13 +163,14 @@ def test_config_lookup_order() -> None:
 def test_every_command_names_its_config_on_the_first_line(tmp_path: Path, command: list[str]) -> None:
     path = tmp_path / "opencall.yaml"
     path.write_text(yaml.safe_dump(_loopback_config(tmp_path, turn={"enabled": False})))
-    by_flag = _run([*command, "--config", str(path)], cwd=Path("/"))
+    by_flag = run_cli(*command, "--config", str(path), cwd=Path("/"))
     assert by_flag.stdout.splitlines()[0] == f"config: {path} (--config)", by_flag
-    by_env = _run(command, cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
+    by_env = run_cli(*command, cwd=Path("/"), env={"OPENCALL_CONFIG": str(path)})
     assert by_env.stdout.splitlines()[0] == f"config: {path} ($OPENCALL_CONFIG)", by_env
     assert "Traceback" not in by_flag.stderr + by_env.stderr
 
 
+@pytest.mark.root  # a private mount namespace (unshare), or /etc/opencall made and removed
 @pytest.mark.skipif(os.geteuid() != 0, reason="writes /etc/opencall/opencall.yaml")
 def test_the_installed_config_is_the_default(tmp_path: Path) -> None:
     """With no --config and no $OPENCALL_CONFIG, /etc/opencall/opencall.yaml is read. The host's own /etc is
@@ -210,15 +181,14 @@ def test_the_installed_config_is_the_default(tmp_path: Path) -> None:
     (folder / SYSTEM_CONFIG.name).write_text(f"server:\n  port: 9444\ndata_dir: {tmp_path / 'state'}\n")
     if SYSTEM_CONFIG.parent.exists():
         script = f'mount --bind "{folder}" "{SYSTEM_CONFIG.parent}" && exec "$0" -m opencall check-config'
-        environment = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
         result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                                 sys.executable], cwd=tmp_path, env=environment, capture_output=True, text=True,
+                                 sys.executable], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
                                 timeout=20, check=False)
     else:
         SYSTEM_CONFIG.parent.mkdir()
         try:
             shutil.copy(folder / SYSTEM_CONFIG.name, SYSTEM_CONFIG)
-            result = _run(["check-config"], cwd=tmp_path)
+            result = run_cli("check-config", cwd=tmp_path)
         finally:
             shutil.rmtree(SYSTEM_CONFIG.parent)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import free_port
+from tests.support import cli_argv, cli_env, free_port, run_cli
 
 LIMIT = 10.0  # seconds
 USER_COMMANDS = {
@@ -43,8 +42,7 @@ def _config(folder: Path, **extra: object) -> Path:
 
 
 def _start(args: list[str], config: Path, stdin: str = "") -> subprocess.Popen[str]:
-    env = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
-    proc = subprocess.Popen([sys.executable, "-m", "opencall", *args, "--config", str(config)], cwd="/", env=env,
+    proc = subprocess.Popen(cli_argv(*args, config=config), cwd="/", env=cli_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdin is not None
     proc.stdin.write(stdin)
@@ -131,9 +129,7 @@ def test_user_list_without_config_in_an_empty_directory_does_not_hang(tmp_path: 
     """The hang of issue 11: embedded defaults, no ./data."""
     if Path("/etc/opencall/opencall.yaml").exists():
         pytest.skip("this host has /etc/opencall/opencall.yaml: the command would use it")
-    env = {key: value for key, value in os.environ.items() if key != "OPENCALL_CONFIG"}
-    result = subprocess.run([sys.executable, "-m", "opencall", "user", "list"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=LIMIT, check=False)
+    result = run_cli("user", "list", cwd=tmp_path, timeout=LIMIT)
     assert result.returncode == 1
     assert result.stdout.startswith("config: embedded defaults (no --config, no $OPENCALL_CONFIG")
     assert result.stderr.startswith(f"opencall: data_dir {tmp_path / 'data'} does not exist; fix: ")
@@ -151,12 +147,14 @@ def _nobodys_config(shared_dir: Path, mode: int) -> tuple[Path, Path]:
     return data, _config(shared_dir, data_dir=str(data))
 
 
+@pytest.mark.root  # files owned by another user
 def test_unwritable_data_dir(shared_dir: Path) -> None:
     """Run as root, the commands act as the owner of data_dir (``nobody`` here), who cannot write it."""
     data, config = _nobodys_config(shared_dir, 0o555)
     _all_fail(config, str(data), doctor=False, serve=False)
 
 
+@pytest.mark.root  # files owned by another user
 def test_read_only_database(shared_dir: Path) -> None:
     data, config = _nobodys_config(shared_dir, 0o755)
     _add_bob(config)  # made as nobody (the owner of data_dir)

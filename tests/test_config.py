@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 from opencall.config import ENV_CONFIG, Config, ConfigError, TlsConfig, load_config, parse_config
+from opencall.config.schema import RELAY_KEYS
+from opencall.relay.settings import relay_config
+from turn.config import config_from_mapping
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +58,7 @@ def test_embedded_defaults_match_the_design(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_the_designs_calls_per_socket_is_read_as_calls_per_caller(tmp_path: Path) -> None:
-    """design.md's schema names the call limit ``calls_per_socket``; it now counts per caller, across reconnects."""
+    """Earlier versions named the call limit ``calls_per_socket``; it now counts per caller, across reconnects."""
     assert parse_config({"rate_limits": {"calls_per_socket": 7}}, tmp_path).rate_limits.calls_per_caller == 7
     with pytest.raises(ConfigError, match=r"rate_limits.calls_per_socket: was renamed calls_per_caller"):
         parse_config({"rate_limits": {"calls_per_socket": 7, "calls_per_caller": 8}}, tmp_path)
@@ -227,3 +230,38 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
         load_config(tmp_path)  # a directory
     with pytest.raises(ConfigError, match=r"^config: .*bad\.yaml is not valid YAML at line 2$"):
         load_config(_write(tmp_path, "server:\n\tport: 8443\n", name="bad.yaml"))
+
+
+@pytest.mark.parametrize("key", RELAY_KEYS)
+def test_relay_keys_are_checked_by_the_relays_own_rules(tmp_path: Path, key: str) -> None:
+    """One validator: ``turn.<key>`` gets exactly the reason ``python -m turn`` gives for ``<key>``."""
+    bad = {"not": "a value"}
+    with pytest.raises(ValueError) as relay:
+        config_from_mapping({"secret": "x", "listen": "127.0.0.1", key: bad}, tmp_path)
+    with pytest.raises(ConfigError) as app:
+        parse_config({"turn": {key: bad}}, tmp_path)
+    assert str(relay.value).startswith(f"{key}: ")
+    assert str(app.value) == f"turn.{relay.value}"
+
+
+def test_relay_rules_seen_through_the_app(tmp_path: Path) -> None:
+    config = parse_config({"turn": {"connection_idle_timeout": 0.5, "relay_ports": [50000, 50100]}}, tmp_path)
+    assert (config.turn.connection_idle_timeout, config.turn.relay_ports) == (0.5, (50000, 50100))
+    with pytest.raises(ConfigError, match=r"^turn.tls_handshake_timeout: must be a number more than 0 and at most 300"):
+        parse_config({"turn": {"tls_handshake_timeout": 301}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"^turn.max_connections_per_ip: must be at most turn.max_connections \(4\)$"):
+        parse_config({"turn": {"max_connections": 4, "max_connections_per_ip": 5}}, tmp_path)
+
+
+def test_the_relay_gets_every_turn_key_it_takes(tmp_path: Path) -> None:
+    config = parse_config({"turn": {
+        "listen": "127.0.0.1", "port": 3479, "tls_port": 5350, "relay_ports": "50000-50100", "realm": "home",
+        "max_allocations": 40, "max_allocations_per_user": 3, "max_allocations_per_ip": 4,
+        "allowed_peers": ["127.0.0.0/8"], "denied_peers": ["10.0.0.0/8"], "max_connections": 30,
+        "max_connections_per_ip": 5, "connection_idle_timeout": 0.5, "tls_handshake_timeout": 2,
+        "max_stream_frame": 2000, "stream_write_buffer": 8192,
+    }}, tmp_path)
+    settings = relay_config(config, "s3cret", ["127.0.0.1"], None)
+    for key in set(RELAY_KEYS) - {"secret", "tls_port", "relay_ip"}:
+        assert getattr(settings, key) == getattr(config.turn, key), key
+    assert (settings.secret, settings.tls_port, settings.relay_ip) == ("s3cret", None, "127.0.0.1")  # no TLS context

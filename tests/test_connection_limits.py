@@ -5,60 +5,33 @@ relay is flooded within a small open files limit."""
 from __future__ import annotations
 
 import asyncio
-import os
+import itertools
 import resource
 import socket
 import ssl
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from aioice.stun import Class, Message, Method
 
-from tests.support import Server, free_port, test_config
+from tests.support import Server, free_port, metric
 from tests.turn.support import StunClient
 
 
-@dataclass
-class LimitedServer(Server):
-    """A server started with RLIMIT_NOFILE soft = hard = ``nofile``."""
-
-    nofile: int = 0
-
-    def start(self) -> LimitedServer:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("OPENCALL_CONFIG", None)
-        limit = (self.nofile, self.nofile)
-        with self.stderr_path.open("ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "opencall", "serve", "--config", str(self.config_path)], cwd="/",
-                stdout=err, stderr=err, env=env,
-                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
-            )
-        self.wait_ready()
-        return self
-
-
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
+def started(make_server: Callable[..., Server]) -> Callable[..., Server]:
+    """``started(overrides, nofile=N)``: a dedicated server, with RLIMIT_NOFILE soft = hard = N when N is given."""
+    count = itertools.count()
 
     def start(overrides: dict[str, Any], nofile: int = 0) -> Server:
-        workdir = tmp_path / f"srv{len(servers)}"
-        config = test_config(workdir, overrides)
-        server = LimitedServer(workdir, config, nofile=nofile) if nofile else Server(workdir, config)
-        servers.append(server)
-        return server.start()
+        limit = (nofile, nofile)
+        preexec = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit)) if nofile else None
+        return make_server(overrides, name=f"srv{next(count)}", preexec=preexec)
 
-    yield start
-    for server in servers:
-        server.stop()
+    return start
 
 
 def hold(port: int, source: str, count: int) -> list[socket.socket]:
@@ -78,12 +51,6 @@ def closed_by_server(sock: socket.socket, within: float) -> bytes | None:
     except ConnectionError:
         pass
     return received
-
-
-def metric(text: str, line_start: str) -> float:
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start + " ")]
-    assert len(values) == 1, f"{line_start} not in /metrics"
-    return values[0]
 
 
 def healthz_seconds(server: Server, source: str = "127.0.0.1") -> float:

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opencall.relay.policy import SELF_TEST_PRINCIPAL, CallRelayPolicy, account_principal
+from opencall.relay.policy import SELF_TEST_PRINCIPAL, CallRelayPolicy
 from opencall.services.announced import MAX_ADDRESSES, Announced, candidate_address, ice_ufrags, sdp_addresses
 from opencall.services.anonymous import AnonymousIds
-from opencall.signaling.calls import Call
+from opencall.services.identity import account_principal
+from opencall.signaling.live import LiveCall
 from opencall.signaling.registry import Peer, Registry
 
 HOST = "candidate:842163049 1 udp 2122260223 192.168.1.20 54400 typ host generation 0 ufrag EsAw network-id 1"
@@ -83,8 +84,8 @@ def _peer(registry: Registry, sid: str, principal: str | None, ip: str) -> Peer:
     return peer
 
 
-def _call(caller: Peer, *ringing: Peer) -> Call:
-    call = Call(caller=caller, callee_call_id=ringing[0].call_id or "", ringing=list(ringing),
+def _call(caller: Peer, *ringing: Peer) -> LiveCall:
+    call = LiveCall(caller=caller, callee_call_id=ringing[0].call_id or "", ringing=list(ringing),
                 started_at=datetime.now(UTC))
     for peer in call.parties():
         peer.call = call

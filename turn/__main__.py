@@ -19,7 +19,7 @@ The config file is YAML (or JSON) with these keys; only secret is required:
   listen, port    STUN/TURN over UDP and TCP (default 0.0.0.0, 3478)
   tls_port        TURN over TLS, with tls_cert and tls_key (PEM files; relative to the config file)
   relay_ip        address of the relay sockets (required when listen is a wildcard)
-  relay_ports     e.g. 49152-65535
+  relay_ports     e.g. 49152-65535 (within 1024-65535)
   realm           default opencall
   allowed_peers   CIDRs peers may be relayed to; auto = this host's subnets + relay_ip (default [auto])
   denied_peers    CIDRs never relayed to

@@ -1,11 +1,17 @@
-"""The relay's own config: a frozen dataclass built by the app, or read from YAML/JSON by ``python -m turn``."""
+"""The relay's config and its schema: the one set of rules for every relay key.
+
+:data:`SCHEMA` gives each key's rule (type, range, canonical form) as a checker ``(key, value) -> value`` that
+raises ``ValueError("<key>: <reason>")``. :class:`RelayConfig` (built by the app, or by tests) runs them on its
+fields; :func:`config_from_mapping` on a file read by ``python -m turn``; OpenCall's config composes them for
+its ``turn:`` section under the key ``turn.<key>`` (and uses the same checkers for its own keys).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,99 @@ import yaml
 
 from turn.framing import MAX_FRAME, MIN_STREAM_FRAME
 from turn.listen import is_wildcard
+
+Check = Callable[[str, Any], Any]  # (key, value) -> the typed value, or ValueError("<key>: <reason>")
+LIMIT = 10**9  # the largest count or rate a key takes where nothing smaller is meaningful
+
+
+def fail(key: str, why: str) -> ValueError:
+    """The error of a bad value: ``<key>: <why>``."""
+    return ValueError(f"{key}: {why}")
+
+
+def integer(low: int, high: int) -> Check:
+    """An integer from ``low`` to ``high`` (true and false are not integers here)."""
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise fail(key, f"must be an integer from {low} to {high}, got {value!r}")
+        return value
+
+    return check
+
+
+def positive(high: float) -> Check:
+    """A number (integer or not) more than 0 and at most ``high``: seconds, or a rate."""
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+            raise fail(key, f"must be a number more than 0 and at most {high}, got {value!r}")
+        return value
+
+    return check
+
+
+def optional(check: Check) -> Check:
+    """``check``, or None (null in a file)."""
+    def wrapped(key: str, value: Any) -> Any:
+        return None if value is None else check(key, value)
+
+    return wrapped
+
+
+def text(key: str, value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise fail(key, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def ip_address(key: str, value: Any) -> str:
+    """An IPv4 or IPv6 address, in its canonical form."""
+    address = text(key, value)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise fail(key, f"must be an IP address, got {value!r}") from None
+
+
+port = integer(1, 65535)
+
+
+def port_range(key: str, value: Any) -> tuple[int, int]:
+    """Relay ports: ``low-high`` (or a two-item list) within 1024-65535; RFC 8656 §7.2 suggests 49152-65535."""
+    bounds: Any = None
+    if isinstance(value, str) and "-" in value:
+        low, _, high = value.partition("-")
+        if low.strip().isdigit() and high.strip().isdigit():
+            bounds = (int(low), int(high))
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        bounds = tuple(value)
+    if bounds is not None and all(type(bound) is int for bound in bounds) and 1024 <= bounds[0] <= bounds[1] <= 65535:
+        return bounds[0], bounds[1]
+    raise fail(key, f"must be a port range like 49152-65535 within 1024-65535, got {value!r}")
+
+
+def cidrs(allow_auto: bool) -> Check:
+    """A list of CIDRs (``auto`` too when ``allow_auto``), each in its canonical form."""
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple):
+            raise fail(key, f"must be a list of CIDRs, got {value!r}")
+        result = []
+        for item in value:
+            if allow_auto and item == "auto":
+                result.append("auto")
+                continue
+            try:
+                result.append(str(ipaddress.ip_network(str(item), strict=False)))
+            except ValueError:
+                raise fail(key, f"{item!r} is not a CIDR such as 192.168.1.0/24") from None
+        return tuple(result)
+
+    return check
+
+
+def file_path(key: str, value: Any) -> Path:
+    """A file's path (a file's relative path is resolved by :func:`config_from_mapping`)."""
+    return value if isinstance(value, Path) else Path(text(key, value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,7 +125,7 @@ class RelayConfig:
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    # TCP and TLS clients (turn.server.StreamConnection). A client uses one connection per allocation
+    # TCP and TLS clients (turn.stream.StreamConnection). A client uses one connection per allocation
     # (RFC 8656 §3.1, §5); each connection holds a file descriptor, so these caps bound the relay's descriptors.
     max_connections: int = 256  # TCP and TLS connections open at once, all clients together
     max_connections_per_ip: int = 16
@@ -65,51 +164,19 @@ class RelayConfig:
     allocation_input_burst: int = 200
 
     def __post_init__(self) -> None:
-        _check(bool(self.secret), "secret", "must be a non-empty string")
-        for name in ("listen", "relay_ip", "relay_ip6"):
-            value = getattr(self, name)
-            if value is not None:
-                try:
-                    ipaddress.ip_address(value)
-                except ValueError:
-                    raise ValueError(f"{name}: must be an IP address, got {value!r}") from None
+        for key, check in SCHEMA.items():
+            check(key, getattr(self, key))
         _check(self.relay_ip6 is None or (":" in self.relay_ip6 and ":" not in self.relay_address),
                "relay_ip6", "must be an IPv6 address, beside an IPv4 relay_ip")
         _check(self.relay_ip is not None or not is_wildcard(self.listen), "relay_ip",
                "is required when listen is a wildcard address")
-        for name in ("port", "tls_port"):
-            value = getattr(self, name)
-            _check(value is None or 1 <= value <= 65535, name, "must be a port from 1 to 65535")
-        low, high = self.relay_ports
-        _check(1 <= low <= high <= 65535, "relay_ports", "must be a range low-high within 1-65535")
         _check(
             self.tls_port is None or self.ssl_context is not None or (self.tls_cert and self.tls_key),
             "tls_port", "needs ssl_context, or tls_cert and tls_key",
         )
-        _check(bool(self.realm), "realm", "must be a non-empty string")
-        _check(1 <= self.max_connections_per_ip <= self.max_connections, "max_connections_per_ip",
-               "must be from 1 to max_connections")
-        for name in ("connection_idle_timeout", "tls_handshake_timeout"):
-            _check(0 < getattr(self, name) <= 3600, name, "must be more than 0 and at most 3600 seconds")
-        _check(MIN_STREAM_FRAME <= self.max_stream_frame <= MAX_FRAME, "max_stream_frame",
-               f"must be from {MIN_STREAM_FRAME} to {MAX_FRAME} bytes")
-        _check(self.stream_write_buffer >= 4096, "stream_write_buffer", "must be at least 4096 bytes")
-        for name in ("max_allocations", "max_allocations_per_user", "max_allocations_per_ip",
-                     "permission_lifetime", "channel_lifetime", "nonce_lifetime", "unauthenticated_burst",
-                     "unauthenticated_input_rate", "unauthenticated_input_burst", "allocation_input_rate",
-                     "allocation_input_burst"):
-            _check(getattr(self, name) >= 1, name, "must be at least 1")
-        _check(self.unauthenticated_rate > 0, "unauthenticated_rate", "must be positive")
-        _check(1 <= self.allocation_lifetime <= self.max_allocation_lifetime, "allocation_lifetime",
-               "must be from 1 to max_allocation_lifetime")
-        for name in ("allowed_peers", "denied_peers"):
-            for cidr in getattr(self, name):
-                if cidr == "auto" and name == "allowed_peers":
-                    continue
-                try:
-                    ipaddress.ip_network(cidr, strict=False)
-                except ValueError:
-                    raise ValueError(f"{name}: {cidr!r} is not a CIDR such as 192.168.1.0/24") from None
+        check_caps(self)
+        _check(self.allocation_lifetime <= self.max_allocation_lifetime, "allocation_lifetime",
+               "must be at most max_allocation_lifetime")
 
     @property
     def relay_address(self) -> str:
@@ -138,64 +205,69 @@ class RelayConfig:
 
 def _check(ok: object, key: str, why: str) -> None:
     if not ok:
-        raise ValueError(f"{key}: {why}")
+        raise fail(key, why)
 
 
-FILE_KEYS = tuple(f.name for f in fields(RelayConfig) if f.name != "ssl_context")
+def check_caps(config: Any, prefix: str = "") -> None:
+    """A per-address connection cap within the global one (``max_connections_per_ip`` ≤ ``max_connections``);
+    ``prefix`` names the section, e.g. ``turn.``."""
+    if config.max_connections_per_ip > config.max_connections:
+        raise fail(f"{prefix}max_connections_per_ip",
+                   f"must be at most {prefix}max_connections ({config.max_connections})")
+
+
+SECONDS = integer(1, 86400)
+# Every key of RelayConfig but ssl_context (an object, given by code only), with its rule.
+SCHEMA: dict[str, Check] = {
+    "secret": text,
+    "listen": ip_address,
+    "port": port,
+    "tls_port": optional(port),
+    "tls_cert": optional(file_path),
+    "tls_key": optional(file_path),
+    "max_connections": integer(1, 1_000_000),
+    "max_connections_per_ip": integer(1, 1_000_000),
+    "connection_idle_timeout": positive(3600),
+    "tls_handshake_timeout": positive(300),
+    "max_stream_frame": integer(MIN_STREAM_FRAME, MAX_FRAME),
+    "stream_write_buffer": integer(4096, 16 << 20),
+    "relay_ip": optional(ip_address),
+    "relay_ip6": optional(ip_address),
+    "relay_ports": port_range,
+    "realm": text,
+    "max_allocations": integer(1, 1_000_000),
+    "max_allocations_per_user": integer(1, 1_000_000),
+    "max_allocations_per_ip": integer(1, 1_000_000),
+    "allowed_peers": cidrs(allow_auto=True),
+    "denied_peers": cidrs(allow_auto=False),
+    "software": optional(text),
+    "allocation_lifetime": SECONDS,
+    "max_allocation_lifetime": SECONDS,
+    "permission_lifetime": SECONDS,
+    "channel_lifetime": SECONDS,
+    "nonce_lifetime": SECONDS,
+    "unauthenticated_rate": positive(LIMIT),
+    "unauthenticated_burst": integer(1, LIMIT),
+    "unauthenticated_input_rate": integer(1, LIMIT),
+    "unauthenticated_input_burst": integer(1, LIMIT),
+    "allocation_input_rate": integer(1, LIMIT),
+    "allocation_input_burst": integer(1, LIMIT),
+}
+FILE_KEYS = tuple(SCHEMA)
 
 
 def config_from_mapping(raw: Mapping[str, Any], base_dir: Path) -> RelayConfig:
     """Build a :class:`RelayConfig` from a parsed file; relative TLS paths resolve against ``base_dir``."""
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in FILE_KEYS:
-            raise ValueError(f"{key}: unknown key (known: {', '.join(FILE_KEYS)})")
-        if key in ("tls_cert", "tls_key") and value is not None:
-            value = base_dir / Path(value)
-        elif key == "relay_ports":
-            value = _port_range(value)
-        elif key in ("allowed_peers", "denied_peers"):
-            if not isinstance(value, list):
-                raise ValueError(f"{key}: must be a list of CIDRs")
-            value = tuple(str(item) for item in value)
-        elif value is not None or key not in _OPTIONAL:
-            _check_type(key, value)
-        values[key] = value
+        if key not in SCHEMA:
+            raise fail(key, f"unknown key (known: {', '.join(FILE_KEYS)})")
+        values[key] = SCHEMA[key](key, value)
+        if key in ("tls_cert", "tls_key") and values[key] is not None:
+            values[key] = base_dir / values[key]
     if "secret" not in values:
-        raise ValueError("secret: is required")
-    try:
-        return RelayConfig(**values)
-    except TypeError as exc:
-        raise ValueError(f"config: {exc}") from None
-
-
-_OPTIONAL = {"tls_port", "tls_cert", "tls_key", "relay_ip", "relay_ip6", "software"}
-_NUMBERS = {"unauthenticated_rate", "connection_idle_timeout", "tls_handshake_timeout"}
-
-
-def _check_type(key: str, value: Any) -> None:
-    """The file's value for ``key`` has the type of the RelayConfig field: int, number or string."""
-    if key in _NUMBERS:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        kind = "a number"
-    elif key == "tls_port" or isinstance(getattr(RelayConfig, key, None), int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        kind = "an integer"
-    else:
-        ok = isinstance(value, str)
-        kind = "a string"
-    if not ok:
-        raise ValueError(f"{key}: must be {kind}, got {value!r}")
-
-
-def _port_range(value: Any) -> tuple[int, int]:
-    if isinstance(value, str) and "-" in value:
-        low, _, high = value.partition("-")
-        if low.strip().isdigit() and high.strip().isdigit():
-            return int(low), int(high)
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return value[0], value[1]
-    raise ValueError(f"relay_ports: must be like 49152-65535, got {value!r}")
+        raise fail("secret", "is required")
+    return RelayConfig(**values)
 
 
 def load_config(path: Path) -> RelayConfig:

@@ -22,7 +22,7 @@ class Counters:
     rate_limited: int = 0  # unauthenticated replies not sent because of the per-source rate limit
     amplification_drops: int = 0  # unauthenticated replies not sent because they would exceed 3x the request
     peers_denied: int = 0  # permissions, channels and Send indications refused by the peer policy
-    # TCP and TLS connections (turn.server.StreamConnection): open now, refused at accept, closed by the relay.
+    # TCP and TLS connections (turn.stream.StreamConnection): open now, refused at accept, closed by the relay.
     connections: int = 0
     connections_refused_global: int = 0  # over max_connections
     connections_refused_per_ip: int = 0  # over max_connections_per_ip

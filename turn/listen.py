@@ -15,6 +15,7 @@ import errno
 import ipaddress
 import logging
 import socket
+from typing import Any
 
 logger = logging.getLogger("turn")
 
@@ -25,6 +26,12 @@ BACKLOG = 100  # as asyncio's and Sanic's default
 NO_IPV6_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 _no_ipv6: str | None = None  # why ``::`` cannot be bound on this host, once found: the INFO line is logged once
+
+
+def client_address(addr: Any) -> tuple[str, int]:
+    """(host, port) of a socket address; an IPv4 client of a dual-stack socket as plain IPv4."""
+    host, port = addr[0], addr[1]
+    return (host[7:], port) if host.startswith("::ffff:") and "." in host else (host, port)
 
 
 def is_wildcard(address: str) -> bool:

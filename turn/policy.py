@@ -17,7 +17,6 @@ other refusals stand whatever it answers.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -150,45 +149,3 @@ class PeerPolicy:
     def _within(address: IPAddress, networks: list[IPNetwork]) -> bool:
         return any(address.version == net.version and address in net for net in networks)
 
-
-class RateLimiter:
-    """A token bucket per key (the client's IP address): ``rate`` per second, up to ``burst`` at once."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 65536,
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.max_keys = max_keys  # spoofed sources must not grow the table without bound
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, time of last update)
-
-    def allow(self, key: str) -> bool:
-        """Take one token from ``key``'s bucket; False when it is empty."""
-        now = self.clock()
-        tokens, then = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return False
-        if key not in self._buckets and len(self._buckets) >= self.max_keys:
-            self.prune()
-            if len(self._buckets) >= self.max_keys:
-                return False
-        self._buckets[key] = (tokens - 1, now)
-        return True
-
-    def prune(self) -> None:
-        """Forget the buckets that have refilled: they behave exactly like absent ones."""
-        now = self.clock()
-        full = [
-            key
-            for key, (tokens, then) in self._buckets.items()
-            if tokens + (now - then) * self.rate >= self.burst
-        ]
-        for key in full:
-            del self._buckets[key]

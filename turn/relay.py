@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from turn.allocation import Address, Allocation
 from turn.counters import Counters
-from turn.stun import data_indication
+from turn.indications import data_indication
 
 RESERVATION_LIFETIME = 30.0  # seconds a port reserved by EVEN-PORT's R bit is kept (RFC 8656 §7.2)
 SOCKET_BUFFER = 256 << 10  # per relay socket: one client's peers, a few hundred packets a second

@@ -5,8 +5,9 @@ here uses it for that. Two things it cannot do for a server, and the reason this
 
 * Its table lacks the TURN attributes a server must understand or send (RFC 8656 §18: EVEN-PORT,
   RESERVATION-TOKEN, DONT-FRAGMENT, REQUESTED-ADDRESS-FAMILY, …) and UNKNOWN-ATTRIBUTES (RFC 8489 §14.13).
-  :data:`TURN_ATTRIBUTES` adds them to that same table, so ``bytes(Message)`` encodes them; entries aioice
-  already has are left alone.
+  This module's own table, :data:`ATTRIBUTES_BY_TYPE`, holds aioice's entries and :data:`TURN_ATTRIBUTES`;
+  :func:`encode` and :func:`decode` use it. aioice's module-level tables are never written to, so any other
+  aioice user in the process (``opencall doctor``, tests, a user's script) sees aioice as it ships.
 * Its ``parse_message`` skips unknown attributes silently (a server must answer unknown
   comprehension-required ones with 420, RFC 8489 §6.3.1), keeps the *last* instance of an attribute (only
   the first counts, RFC 8489 §14; a CreatePermission may carry several XOR-PEER-ADDRESS, RFC 8656 §10.1),
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -136,10 +136,12 @@ TURN_ATTRIBUTES: list[stun.AttributeEntry] = [
     (0x8000, "ADDITIONAL-ADDRESS-FAMILY", _pack_family, _unpack_family),
     (0x8001, "ADDRESS-ERROR-CODE", _pack_address_error, _unpack_address_error),
 ]
-for _entry in TURN_ATTRIBUTES:
-    if _entry[0] not in stun.ATTRIBUTES_BY_TYPE:
-        stun.ATTRIBUTES_BY_TYPE[_entry[0]] = _entry
-        stun.ATTRIBUTES_BY_NAME[_entry[1]] = _entry
+# This codec's one attribute table: aioice's entries (an entry aioice has wins) and the TURN ones above. Built
+# as new dicts: aioice.stun's own tables are read, never written.
+ATTRIBUTES_BY_TYPE: dict[int, stun.AttributeEntry] = {
+    **{entry[0]: entry for entry in TURN_ATTRIBUTES}, **stun.ATTRIBUTES_BY_TYPE,
+}
+ATTRIBUTES_BY_NAME: dict[str, stun.AttributeEntry] = {entry[1]: entry for entry in ATTRIBUTES_BY_TYPE.values()}
 
 # The attributes this module decodes: those the server acts on, and those of its responses. Anything else
 # in the comprehension-required range 0x0000-0x7FFF is "unknown" and earns a 420 (RFC 8489 §6.3.1), even
@@ -246,7 +248,7 @@ def decode(data: bytes) -> Decoded:
                 unknown.add(kind)
                 decoded.unknown.append(kind)
         else:
-            _, name, _, unpack = stun.ATTRIBUTES_BY_TYPE[kind]
+            _, name, _, unpack = ATTRIBUTES_BY_TYPE[kind]
             try:
                 if unpack is stun.unpack_xor_address:
                     parsed = unpack_xor_address(value, transaction_id)
@@ -296,111 +298,34 @@ def _response(request: Message, kind: Class, attributes: dict[str, Any]) -> Mess
 
 
 def encode(message: Message, key: bytes | None = None, fingerprint: bool = True) -> bytes:
-    """Serialise ``message``, signed with ``key`` when given; MESSAGE-INTEGRITY implies FINGERPRINT."""
-    if key is not None:
-        message.add_message_integrity(key)
-    elif fingerprint:
-        message.add_fingerprint()
-    return bytes(message)
-
-
-# Send and Data indications (RFC 8656 §11) carry every packet of a client that does not use channels (Firefox
-# never does), so both have a fast path here: aioice's generic codec walks a dict, XORs addresses byte by byte
-# and parses IP addresses with the ipaddress module, about 20-40 µs a message. tests/turn/test_stun.py checks
-# that both paths agree.
-_SEND_INDICATION = int(Method.SEND) | int(Class.INDICATION)
-_DATA_INDICATION = int(Method.DATA) | int(Class.INDICATION)
-_XOR_V4 = struct.Struct("!HHBBHI")
-_XOR_V4_VALUE = struct.Struct("!xBHI")
-_COOKIE_BYTES = struct.pack("!I", COOKIE)
-_COOKIE_HIGH = COOKIE >> 16
-_PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
-
-
-class _TransactionIds:
-    """Cryptographically random transaction IDs (RFC 8489 §5), drawn from the OS in batches."""
-
-    __slots__ = ("_pool", "_position")
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._position = 0
-
-    def __call__(self) -> bytes:
-        position = self._position
-        if position + 12 > len(self._pool):
-            self._pool = os.urandom(12 * 1024)
-            position = 0
-        self._position = position + 12
-        return self._pool[position : position + 12]
-
-
-transaction_id = _TransactionIds()
-
-
-def xor_peer_address(peer: tuple[str, int], transaction_id: bytes) -> bytes:
-    """The whole XOR-PEER-ADDRESS attribute (type, length, value) for ``peer`` (RFC 8656 §18.3)."""
-    host, port = peer
-    if ":" not in host:
-        address = int.from_bytes(socket.inet_aton(host), "big")
-        return _XOR_V4.pack(0x0012, 8, 0, IPV4, port ^ _COOKIE_HIGH, address ^ COOKIE)
-    value = stun.pack_xor_address(peer, transaction_id)
-    return ATTRIBUTE_HEADER.pack(0x0012, len(value)) + value
-
-
-def data_indication(peer: tuple[str, int], data: bytes) -> bytes:
-    """A Data indication carrying ``data`` from ``peer`` (RFC 8656 §11.3)."""
-    tid = transaction_id()
-    peer_attribute = xor_peer_address(peer, tid)
-    size = len(data)
-    padding = _PADDING[size % 4]
-    return b"".join(
-        (
-            HEADER.pack(_DATA_INDICATION, len(peer_attribute) + 4 + size + len(padding), COOKIE, tid),
-            peer_attribute,
-            ATTRIBUTE_HEADER.pack(0x0013, size),
-            data,
-            padding,
-        )
+    """Serialise ``message`` with this module's table, signed with ``key`` when given (MESSAGE-INTEGRITY, RFC 8489
+    §14.5), then with FINGERPRINT (§14.7) when signed or ``fingerprint``. ``message`` is left unchanged: those
+    two are computed here (with aioice's functions), never taken from its attributes."""
+    transaction_id = message.transaction_id
+    body = b"".join(
+        _attribute(name, value, transaction_id)
+        for name, value in message.attributes.items()
+        if name not in _COMPUTED
     )
+    data = HEADER.pack(message.message_method | message.message_class, len(body), COOKIE, transaction_id) + body
+    if key is not None:
+        data = _append(data, _MESSAGE_INTEGRITY, stun.message_integrity(data, key))
+    if key is not None or fingerprint:
+        data = _append(data, _FINGERPRINT, struct.pack("!I", stun.message_fingerprint(data)))
+    return data
 
 
-def parse_send_indication(data: bytes) -> tuple[tuple[str, int], bytes] | None:
-    """(peer, payload) of a Send indication of the usual shape: one IPv4 XOR-PEER-ADDRESS, DATA, and only
-    comprehension-optional attributes besides (FINGERPRINT is checked).
+_COMPUTED = frozenset({"MESSAGE-INTEGRITY", "FINGERPRINT"})
 
-    None for anything else, including valid indications with DONT-FRAGMENT or an IPv6 peer: :func:`decode`
-    and the Send handler then judge the message in full.
-    """
-    size = len(data)
-    if size < HEADER_LENGTH or data[4:8] != _COOKIE_BYTES:
-        return None
-    message_type, length = ATTRIBUTE_HEADER.unpack_from(data)
-    if message_type != _SEND_INDICATION or length + HEADER_LENGTH != size:
-        return None
-    peer = payload = None
-    pos = HEADER_LENGTH
-    for _ in range(MAX_ATTRIBUTES):  # more attributes leave pos short of size: None, and decode refuses it
-        if pos + 4 > size:
-            break
-        kind, length = ATTRIBUTE_HEADER.unpack_from(data, pos)
-        end = pos + 4 + length
-        if end > size:
-            return None
-        if kind == 0x0012:
-            if peer is not None or length != 8 or data[pos + 5] != IPV4:
-                return None  # a second one, or IPv6: the general path decides
-            _, xport, xaddress = _XOR_V4_VALUE.unpack_from(data, pos + 4)
-            peer = (socket.inet_ntoa((xaddress ^ COOKIE).to_bytes(4, "big")), xport ^ _COOKIE_HIGH)
-        elif kind == 0x0013:
-            if payload is None:
-                payload = data[pos + 4 : end]
-        elif kind == _FINGERPRINT:
-            if end != size or struct.unpack_from("!I", data, pos + 4)[0] != stun.message_fingerprint(data[:pos]):
-                return None
-        elif kind < 0x8000:
-            return None
-        pos = end + (-length % 4)
-    if pos != size or peer is None or payload is None:
-        return None
-    return peer, payload
+
+def _attribute(name: str, value: Any, transaction_id: bytes) -> bytes:
+    """One attribute, type-length-value, padded to 4 bytes with zeros (RFC 8489 §14)."""
+    kind, _, pack, _ = ATTRIBUTES_BY_NAME[name]
+    packed = pack(value, transaction_id) if pack is stun.pack_xor_address else pack(value)
+    return ATTRIBUTE_HEADER.pack(kind, len(packed)) + packed + bytes(-len(packed) % 4)
+
+
+def _append(data: bytes, kind: int, value: bytes) -> bytes:
+    """``data`` with one more attribute at its end, its header's length counting it."""
+    length = len(data) - HEADER_LENGTH + 4 + len(value)
+    return data[:2] + struct.pack("!H", length) + data[4:] + ATTRIBUTE_HEADER.pack(kind, len(value)) + value

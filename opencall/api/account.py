@@ -126,7 +126,7 @@ async def block_strangers(request: Request) -> HTTPResponse:
 @bp.get("/call-history")
 async def call_history(request: Request) -> HTTPResponse:
     user = await require_user(request)
-    await services(request).call_log.flush()  # calls that just ended are still on their way to the table
+    await services(request).call_records.flush()  # calls that just ended are still on their way to the table
     calls = await recent_calls(user)
     return json({"calls": [
         {

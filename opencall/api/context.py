@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sanic import Request
 
+from opencall.composition import AppServices
 from opencall.db.models import User
 from opencall.services.errors import InvalidInput, NotAuthenticated
-
-if TYPE_CHECKING:
-    from opencall.app import AppServices
 
 SESSION_COOKIE = "opencall_session"
 ANON_COOKIE = "opencall_anon"

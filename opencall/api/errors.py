@@ -21,7 +21,7 @@ from opencall.services.errors import (
 log = logging.getLogger("opencall.api")
 
 STATUS_OF: dict[type[ServiceError], int] = {
-    InvalidInput: 400, NotAuthenticated: 401, NotFound: 404, Conflict: 409, Gone: 410, RateLimited: 429,
+    InvalidInput: 400, NotAuthenticated: 401, NotFound: 404, Conflict: 409, Gone: 410,
 }
 SANIC_MESSAGES = {
     400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Request body too large",

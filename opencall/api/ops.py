@@ -21,7 +21,7 @@ from opencall.api.context import services
 from opencall.api.errors import error_response
 from opencall.config import MetricsConfig
 from opencall.db.models import Call
-from opencall.metrics import CONTENT_TYPE, Snapshot, http_snapshot, live_calls, refusals, render
+from opencall.metrics import CONTENT_TYPE, Snapshot, http_snapshot, refusals, render
 from opencall.relay.monitor import RelayMonitor
 from opencall.services.ratelimit import RateLimiter
 from opencall.signaling.registry import Registry
@@ -102,7 +102,7 @@ async def metrics(request: Request) -> HTTPResponse:
     snapshot = Snapshot(
         version=__version__,
         sockets=len(state.registry.peers),
-        calls=live_calls(state.registry),
+        calls=state.registry.live_calls(),
         outcomes=await call_outcomes(),
         rate_limit_refusals=refusals(state.limiters),
         relay_state=state.relay.state(),

@@ -7,9 +7,9 @@ from sanic.response import HTTPResponse, json
 
 from opencall.api.context import anonymous_id, client_ip, identify, json_body, services
 from opencall.api.cookies import remember_anonymous
-from opencall.relay.policy import account_principal
 from opencall.services import client_log, contact
 from opencall.services.ice import ice_servers
+from opencall.services.identity import account_principal
 
 bp = Blueprint("public", url_prefix="/api")
 

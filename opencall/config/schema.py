@@ -1,166 +1,35 @@
-"""The one config file: YAML loaded into typed, frozen objects with the embedded defaults of design.md.
+"""What each key of the config file accepts, and :func:`parse_config`, which checks a parsed document into a
+:class:`~opencall.config.model.Config`.
 
 Every key is checked; an unknown key or a bad value raises :class:`ConfigError` whose message names the key
-(``server.port: must be an integer from 1 to 65535``). Relative paths are resolved against the config
-file's folder, or the current directory when there is no config file.
+(``server.port: must be an integer from 1 to 65535``). The ``turn:`` keys the relay takes are checked by the
+relay's own rules (:data:`turn.config.SCHEMA`), named ``turn.<key>``; the generic checkers (integers, ports,
+IP addresses, CIDR lists) are the relay's too. Relative paths are resolved against the config file's folder,
+or the current directory when there is no config file.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from turn.framing import MAX_FRAME, MIN_STREAM_FRAME
+from opencall.config import model
+from opencall.config.model import Config
+from turn import config as relay
+from turn.config import cidrs, integer, ip_address, optional, port
+from turn.config import text as _text
 from turn.listen import is_wildcard
 
-ENV_CONFIG = "OPENCALL_CONFIG"
-SYSTEM_CONFIG = Path("/etc/opencall/opencall.yaml")  # the .deb's config
+Check = Callable[[str, Any], Any]  # (key, raw value) -> the typed value; ConfigError or ValueError naming the key
 
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the key and why."""
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """``server.tls``: ``auto`` (certificate made in data_dir), ``off``, or the operator's own files."""
-
-    mode: Literal["auto", "off", "files"] = "auto"
-    cert: Path | None = None
-    key: Path | None = None
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "0.0.0.0"  # noqa: S104 - an appliance serves its LAN by default
-    port: int = 8443
-    public_url: str | None = None
-    tls: TlsConfig = field(default_factory=TlsConfig)
-    # HTTPS limits (opencall.httplimits): connections, Sanic's timeouts in seconds, request size in bytes.
-    max_connections: int = 256
-    max_connections_per_ip: int = 64
-    operator_connections: int = 16  # beyond max_connections, for clients in metrics.allow only
-    request_timeout: int = 15  # to receive a whole request, headers and body
-    keep_alive_timeout: int = 30  # an idle kept-alive connection
-    response_timeout: int = 60  # to answer; above Engine.IO's 25 s long-poll
-    tls_handshake_timeout: int = 10
-    max_request_size: int = 1 << 20  # Engine.IO long-polling carries SDP; the REST API has its own 64 KiB
-
-
-@dataclass(frozen=True)
-class TurnConfig:
-    enabled: bool = True
-    listen: str = "0.0.0.0"  # noqa: S104
-    port: int = 3478
-    tls_port: int | None = 5349
-    advertise: str = "auto"
-    relay_ip: str | None = None
-    relay_ports: tuple[int, int] = (49152, 65535)
-    realm: str = "opencall"
-    secret: str | None = None
-    credential_ttl: int = 86400
-    max_allocations: int = 1000
-    max_allocations_per_user: int = 10
-    max_allocations_per_ip: int = 20
-    peer_policy: str = "call"  # call: the other party of a live call only | subnets: allowed_peers
-    allowed_peers: tuple[str, ...] = ("auto",)
-    denied_peers: tuple[str, ...] = ()
-    # TCP/TLS client connections (turn.RelayConfig); the caps are checked against RLIMIT_NOFILE (opencall.fdlimit).
-    max_connections: int = 256
-    max_connections_per_ip: int = 16
-    connection_idle_timeout: int = 30
-    tls_handshake_timeout: int = 10
-    max_stream_frame: int = 4096
-    stream_write_buffer: int = 65536
-
-
-@dataclass(frozen=True)
-class IceConfig:
-    extra_servers: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Requests per minute (``rings_per_callee``: per ten minutes); 0 turns that limit off."""
-
-    login_per_ip: int = 30
-    login_failures_per_user: int = 10
-    register_per_ip: int = 10
-    contact_per_ip: int = 5
-    client_log_per_ip: int = 120
-    calls_per_caller: int = 30  # per account or anonymous browser, whatever socket it uses
-    calls_per_ip: int = 60  # per source address (IPv6: per /64)
-    rings_per_callee: int = 5  # unanswered rings of one Call ID by one caller in ten minutes
-
-
-@dataclass(frozen=True)
-class ClientLogConfig:
-    """``client_log``: the browsers' lines (POST /api/client-log) in ``client.log`` beside ``log_file``."""
-
-    bytes_per_minute: int = 256 * 1024  # all clients together; lines beyond it are dropped and counted
-    max_bytes: int = 10 * 1024 * 1024  # client.log rolls over at this size
-    backups: int = 2  # rolled-over files kept (client.log.1 ...)
-
-
-@dataclass(frozen=True)
-class SignalingConfig:
-    redis_url: str | None = None
-    # Seconds an active call waits for a party whose socket went away to come back (docs/api.md "Session
-    # resume"); 0 ends the call at the disconnect, as the contract's table says.
-    resume_grace: int = 15
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """``/metrics``: served to clients in ``allow``, or to anyone presenting ``Authorization: Bearer <token>``."""
-
-    enabled: bool = True
-    token: str | None = None
-    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-
-
-@dataclass(frozen=True)
-class MdnsConfig:
-    """``mdns``: announce ``<name>.local`` and an ``_https._tcp`` service on the LAN (multicast DNS)."""
-
-    enabled: bool = False  # off on a developer's machine; the .deb's installed config turns it on
-    name: str = "auto"  # auto = this host's name as a DNS label
-
-
-@dataclass(frozen=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    data_dir: Path = Path("data")
-    database_url: str | None = None
-    log_file: Path = Path("logs/opencall.log")
-    log_level: str = "info"
-    invite_ttl: int = 86400
-    ring_timeout: int = 45
-    turn: TurnConfig = field(default_factory=TurnConfig)
-    ice: IceConfig = field(default_factory=IceConfig)
-    rate_limits: RateLimits = field(default_factory=RateLimits)
-    client_log: ClientLogConfig = field(default_factory=ClientLogConfig)
-    signaling: SignalingConfig = field(default_factory=SignalingConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    mdns: MdnsConfig = field(default_factory=MdnsConfig)
-    source: Path | None = None  # the file this was read from; None for the embedded defaults
-
-    @property
-    def resolved_database_url(self) -> str:
-        """``database_url``, or the SQLite file in data_dir."""
-        return self.database_url or f"sqlite://{self.data_dir / 'opencall.db'}"
-
-    @property
-    def tls_enabled(self) -> bool:
-        return self.server.tls.mode != "off"
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -168,50 +37,17 @@ PEER_POLICIES = ("call", "subnets")
 DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")  # RFC 1123 host name label, lower case
 
 # ---------------------------------------------------------------------------------------------------------
-# Value checkers: each takes (key, raw value) and returns the typed value or raises ConfigError.
+# The app's own value checkers (the generic ones are turn.config's): (key, raw value) -> the typed value.
 
 
 def _fail(key: str, why: str) -> ConfigError:
     return ConfigError(f"{key}: {why}")
 
 
-def _int(low: int, high: int) -> Callable[[str, Any], int]:
-    def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _fail(key, f"must be an integer from {low} to {high}, got {value!r}")
-        return value
-
-    return check
-
-
-def _port(key: str, value: Any) -> int:
-    return _int(1, 65535)(key, value)
-
-
-def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    def wrapped(key: str, value: Any) -> Any:
-        return None if value is None else check(key, value)
-
-    return wrapped
-
-
 def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise _fail(key, f"must be true or false, got {value!r}")
     return value
-
-
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(key, f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _ip(key: str, value: Any) -> str:
-    try:
-        return str(ipaddress.ip_address(_text(key, value)))
-    except ValueError:
-        raise _fail(key, f"must be an IP address, got {value!r}") from None
 
 
 def _host(key: str, value: Any) -> str:
@@ -252,35 +88,6 @@ def _log_level(key: str, value: Any) -> str:
     return value.lower()
 
 
-def _port_range(key: str, value: Any) -> tuple[int, int]:
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if isinstance(text, str) and "-" in text:
-        low_text, _, high_text = text.partition("-")
-        if low_text.strip().isdigit() and high_text.strip().isdigit():
-            low, high = int(low_text), int(high_text)
-            if 1024 <= low <= high <= 65535:
-                return low, high
-    raise _fail(key, f"must be a port range like 49152-65535 within 1024-65535, got {value!r}")
-
-
-def _cidr_list(allow_auto: bool) -> Callable[[str, Any], tuple[str, ...]]:
-    def check(key: str, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise _fail(key, f"must be a list of CIDRs, got {value!r}")
-        result = []
-        for item in value:
-            if allow_auto and item == "auto":
-                result.append("auto")
-                continue
-            try:
-                result.append(str(ipaddress.ip_network(str(item), strict=False)))
-            except ValueError:
-                raise _fail(key, f"{item!r} is not a CIDR such as 192.168.1.0/24") from None
-        return tuple(result)
-
-    return check
-
-
 def _ice_servers(key: str, value: Any) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(value, list):
         raise _fail(key, f"must be a list of ICE servers, got {value!r}")
@@ -299,13 +106,13 @@ def _ice_servers(key: str, value: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(servers)
 
 
-def _tls(key: str, value: Any) -> TlsConfig:
+def _tls(key: str, value: Any) -> model.TlsConfig:
     if value is False or value == "off":
-        return TlsConfig(mode="off")
+        return model.TlsConfig(mode="off")
     if value == "auto":
-        return TlsConfig(mode="auto")
+        return model.TlsConfig(mode="auto")
     if isinstance(value, dict) and set(value) == {"cert", "key"}:
-        return TlsConfig(mode="files", cert=Path(_text(f"{key}.cert", value["cert"])),
+        return model.TlsConfig(mode="files", cert=Path(_text(f"{key}.cert", value["cert"])),
                          key=Path(_text(f"{key}.key", value["key"])))
     raise _fail(key, f"must be auto, off, or {{cert: PATH, key: PATH}}, got {value!r}")
 
@@ -338,54 +145,43 @@ def _path(key: str, value: Any) -> Path:
 
 
 # Each section: key -> checker. The dataclass field of the same name receives the checked value.
-SERVER_KEYS: dict[str, Callable[[str, Any], Any]] = {
-    "host": _ip,
-    "port": _port,
-    "public_url": _optional(_url(("http", "https"))),
+SERVER_KEYS: dict[str, Check] = {
+    "host": ip_address,
+    "port": port,
+    "public_url": optional(_url(("http", "https"))),
     "tls": _tls,
-    "max_connections": _int(16, 1_000_000),
-    "max_connections_per_ip": _int(1, 1_000_000),
-    "operator_connections": _int(0, 10_000),
-    "request_timeout": _int(1, 3600),
-    "keep_alive_timeout": _int(1, 3600),
-    "response_timeout": _int(30, 3600),
-    "tls_handshake_timeout": _int(1, 300),
-    "max_request_size": _int(64 << 10, 100 << 20),
+    "max_connections": integer(16, 1_000_000),
+    "max_connections_per_ip": integer(1, 1_000_000),
+    "operator_connections": integer(0, 10_000),
+    "request_timeout": integer(1, 3600),
+    "keep_alive_timeout": integer(1, 3600),
+    "response_timeout": integer(30, 3600),
+    "tls_handshake_timeout": integer(1, 300),
+    "max_request_size": integer(64 << 10, 100 << 20),
 }
-TURN_KEYS: dict[str, Callable[[str, Any], Any]] = {
+# The relay's keys (turn.config.SCHEMA) that the app passes on to it, checked by the relay's own rules.
+RELAY_KEYS = ("listen", "port", "tls_port", "relay_ip", "relay_ports", "realm", "secret", "max_allocations",
+              "max_allocations_per_user", "max_allocations_per_ip", "allowed_peers", "denied_peers",
+              "max_connections", "max_connections_per_ip", "connection_idle_timeout", "tls_handshake_timeout",
+              "max_stream_frame", "stream_write_buffer")
+TURN_KEYS: dict[str, Check] = {
+    **{key: relay.SCHEMA[key] for key in RELAY_KEYS},
+    "secret": optional(_text),  # generated into data_dir when null
     "enabled": _bool,
-    "listen": _ip,
-    "port": _port,
-    "tls_port": _optional(_port),
     "advertise": _host,
-    "relay_ip": _optional(_ip),
-    "relay_ports": _port_range,
-    "realm": _text,
-    "secret": _optional(_text),
-    "credential_ttl": _int(60, 30 * 86400),
-    "max_allocations": _int(1, 1_000_000),
-    "max_allocations_per_user": _int(1, 1_000_000),
-    "max_allocations_per_ip": _int(1, 1_000_000),
+    "credential_ttl": integer(60, 30 * 86400),
     "peer_policy": _peer_policy,
-    "allowed_peers": _cidr_list(allow_auto=True),
-    "denied_peers": _cidr_list(allow_auto=False),
-    "max_connections": _int(1, 1_000_000),
-    "max_connections_per_ip": _int(1, 1_000_000),
-    "connection_idle_timeout": _int(1, 3600),
-    "tls_handshake_timeout": _int(1, 300),
-    "max_stream_frame": _int(MIN_STREAM_FRAME, MAX_FRAME),
-    "stream_write_buffer": _int(4096, 16 << 20),
 }
-ICE_KEYS: dict[str, Callable[[str, Any], Any]] = {"extra_servers": _ice_servers}
-RATE_LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = {
-    name.name: _int(0, 1_000_000) for name in fields(RateLimits)
+ICE_KEYS: dict[str, Check] = {"extra_servers": _ice_servers}
+RATE_LIMIT_KEYS: dict[str, Check] = {
+    name.name: integer(0, 1_000_000) for name in fields(model.RateLimits)
 }
 # Keys of earlier versions still read, under their new name: (section, old key) → new key.
 RENAMED_KEYS = {("rate_limits", "calls_per_socket"): "calls_per_caller"}
-CLIENT_LOG_KEYS: dict[str, Callable[[str, Any], Any]] = {
-    "bytes_per_minute": _int(16 << 10, 64 << 20),  # at least one 2000-character line of any script
-    "max_bytes": _int(64 << 10, 1 << 30),
-    "backups": _int(1, 100),
+CLIENT_LOG_KEYS: dict[str, Check] = {
+    "bytes_per_minute": integer(16 << 10, 64 << 20),  # at least one 2000-character line of any script
+    "max_bytes": integer(64 << 10, 1 << 30),
+    "backups": integer(1, 100),
 }
 
 
@@ -395,33 +191,33 @@ def _redis_url(key: str, value: Any) -> None:
     raise _fail(key, "signaling across several nodes is not available in this version; leave it null")
 
 
-SIGNALING_KEYS: dict[str, Callable[[str, Any], Any]] = {
-    "redis_url": _optional(_redis_url),
-    "resume_grace": _int(0, 300),
+SIGNALING_KEYS: dict[str, Check] = {
+    "redis_url": optional(_redis_url),
+    "resume_grace": integer(0, 300),
 }
-METRICS_KEYS: dict[str, Callable[[str, Any], Any]] = {
+METRICS_KEYS: dict[str, Check] = {
     "enabled": _bool,
-    "token": _optional(_token),
-    "allow": _cidr_list(allow_auto=False),
+    "token": optional(_token),
+    "allow": cidrs(allow_auto=False),
 }
-MDNS_KEYS: dict[str, Callable[[str, Any], Any]] = {"enabled": _bool, "name": _mdns_name}
-SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
-    "server": (ServerConfig, SERVER_KEYS),
-    "turn": (TurnConfig, TURN_KEYS),
-    "ice": (IceConfig, ICE_KEYS),
-    "rate_limits": (RateLimits, RATE_LIMIT_KEYS),
-    "client_log": (ClientLogConfig, CLIENT_LOG_KEYS),
-    "signaling": (SignalingConfig, SIGNALING_KEYS),
-    "metrics": (MetricsConfig, METRICS_KEYS),
-    "mdns": (MdnsConfig, MDNS_KEYS),
+MDNS_KEYS: dict[str, Check] = {"enabled": _bool, "name": _mdns_name}
+SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
+    "server": (model.ServerConfig, SERVER_KEYS),
+    "turn": (model.TurnConfig, TURN_KEYS),
+    "ice": (model.IceConfig, ICE_KEYS),
+    "rate_limits": (model.RateLimits, RATE_LIMIT_KEYS),
+    "client_log": (model.ClientLogConfig, CLIENT_LOG_KEYS),
+    "signaling": (model.SignalingConfig, SIGNALING_KEYS),
+    "metrics": (model.MetricsConfig, METRICS_KEYS),
+    "mdns": (model.MdnsConfig, MDNS_KEYS),
 }
-TOP_KEYS: dict[str, Callable[[str, Any], Any]] = {
+TOP_KEYS: dict[str, Check] = {
     "data_dir": _path,
-    "database_url": _optional(_database_url),
+    "database_url": optional(_database_url),
     "log_file": _path,
     "log_level": _log_level,
-    "invite_ttl": _int(60, 365 * 86400),
-    "ring_timeout": _int(5, 600),
+    "invite_ttl": integer(60, 365 * 86400),
+    "ring_timeout": integer(5, 600),
 }
 
 
@@ -445,6 +241,13 @@ def _section(name: str, raw: Any) -> Any:
 
 def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config:
     """Check a parsed YAML document and build the :class:`Config`; relative paths resolve to base_dir."""
+    try:
+        return _parse(raw, base_dir, source)
+    except ValueError as exc:  # the relay's rules (turn.config) raise ValueError("<key>: <reason>")
+        raise ConfigError(str(exc)) from None
+
+
+def _parse(raw: Any, base_dir: Path, source: Path | None) -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -459,15 +262,12 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
             raise _fail(str(key), "unknown key")
     config = Config(**values, source=source)
     server = config.server
-    tls = server.tls
-    if tls.mode == "files":
-        tls = TlsConfig(mode="files", cert=_resolve(base_dir, tls.cert), key=_resolve(base_dir, tls.key))
+    if server.tls.mode == "files":
+        tls = replace(server.tls, cert=_resolve(base_dir, server.tls.cert), key=_resolve(base_dir, server.tls.key))
         server = replace(server, tls=tls)
-    for section, limits in (("server", server), ("turn", config.turn)):
-        if limits.max_connections_per_ip > limits.max_connections:
-            raise _fail(f"{section}.max_connections_per_ip",
-                        f"must be at most {section}.max_connections ({limits.max_connections})")
+    relay.check_caps(server, "server.")
     turn = config.turn
+    relay.check_caps(turn, "turn.")
     if turn.enabled and turn.port == server.port:
         raise _fail("turn.port", f"must differ from server.port ({server.port})")
     if turn.enabled and turn.relay_ip is None and not _is_ip(turn.advertise) and turn.advertise != "auto" \
@@ -484,69 +284,3 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
 def _resolve(base_dir: Path, path: Path | None) -> Path:
     assert path is not None
     return path if path.is_absolute() else (base_dir / path).resolve()
-
-
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read the config file at ``path`` (or ``$OPENCALL_CONFIG``); the embedded defaults when neither is set."""
-    chosen = path if path is not None else os.environ.get(ENV_CONFIG) or None
-    if chosen is None:
-        return parse_config({}, Path.cwd())
-    file = Path(chosen).expanduser().resolve()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {file}: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config: {file} is not valid YAML{where}") from None
-    return parse_config(raw, file.parent, source=file)
-
-
-@dataclass(frozen=True)
-class ConfigChoice:
-    """Which config a command reads: ``path`` (None: the embedded defaults) and where that choice came from."""
-
-    path: Path | None
-    origin: str  # "--config", "$OPENCALL_CONFIG", "the installed config" or "" for the embedded defaults
-
-
-def choose_config(cli_value: str | os.PathLike[str] | None, env: Mapping[str, str],
-                  system_config_exists: bool) -> ConfigChoice:
-    """The lookup order of every command: ``--config``, else ``$OPENCALL_CONFIG``, else
-    /etc/opencall/opencall.yaml when it exists, else the embedded defaults."""
-    if cli_value is not None:
-        return ConfigChoice(Path(cli_value), "--config")
-    if env.get(ENV_CONFIG):
-        return ConfigChoice(Path(env[ENV_CONFIG]), f"${ENV_CONFIG}")
-    if system_config_exists:
-        return ConfigChoice(SYSTEM_CONFIG, "the installed config")
-    return ConfigChoice(None, "")
-
-
-def find_config(cli_value: str | os.PathLike[str] | None) -> tuple[Config, str]:
-    """The config a command uses (:func:`choose_config` on this host) and the line that names it, e.g.
-    ``config: /etc/opencall/opencall.yaml (the installed config)``."""
-    choice = choose_config(cli_value, os.environ, SYSTEM_CONFIG.exists())
-    if choice.path is None:
-        return (parse_config({}, Path.cwd()),
-                f"config: embedded defaults (no --config, no ${ENV_CONFIG}, no {SYSTEM_CONFIG})")
-    config = load_config(choice.path)
-    return config, f"config: {config.source} ({choice.origin})"
-
-
-def check_files(config: Config) -> None:
-    """Raise ConfigError naming the key when a file the config points at cannot be read (the operator's
-    certificate and key); the rest of the config is checked when it is parsed."""
-    tls = config.server.tls
-    if tls.mode != "files":
-        return
-    for key, path in (("server.tls.cert", tls.cert), ("server.tls.key", tls.key)):
-        assert path is not None
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as exc:
-            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None

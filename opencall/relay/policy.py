@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Iterable
 
 from opencall.services.announced import ip_of
-from opencall.signaling.calls import Call
+from opencall.signaling.live import LiveCall
 from opencall.signaling.registry import Peer, Registry
 from turn.policy import embedded_ipv4, special_network
 
@@ -32,11 +32,6 @@ log = logging.getLogger("opencall.relay")
 
 SELF_TEST_PRINCIPAL = "opencall-doctor"  # opencall doctor's relay self-test (commands/relayprobe.py)
 _LOGGED_PRINCIPALS_MAX = 1024  # strangers retrying must not grow the memory of who was logged
-
-
-def account_principal(user_id: int) -> str:
-    """The relay principal of an account: its id, which its owner cannot change."""
-    return f"user-{user_id}"
 
 
 def reachable(party: Peer, ip: str) -> bool:
@@ -63,7 +58,7 @@ class CallRelayPolicy:
     def __init__(self, registry: Registry, relay_addresses: Iterable[str]) -> None:
         self.registry = registry
         self.relay_addresses = frozenset(ip for ip in map(ip_of, relay_addresses) if ip is not None)
-        self._logged_calls: weakref.WeakSet[Call] = weakref.WeakSet()
+        self._logged_calls: weakref.WeakSet[LiveCall] = weakref.WeakSet()
         self._logged_principals: set[str] = set()
 
     def __call__(self, principal: str, peer: tuple[str, int]) -> bool:
@@ -87,10 +82,10 @@ class CallRelayPolicy:
                          party.call_id, ip, call.caller.call_id, call.callee_call_id)
         return False
 
-    def _calls_of(self, principal: str) -> list[tuple[Peer, Call]]:
+    def _calls_of(self, principal: str) -> list[tuple[Peer, LiveCall]]:
         """The principal's sockets that are ringing or in a call, each with its call."""
         return [(peer, call) for peer in self.registry.sockets_of_principal(principal)
-                if isinstance(call := peer.call, Call) and call.state != "ended"]
+                if (call := peer.call) is not None and call.state != "ended"]
 
     def _log_stranger(self, principal: str, ip: str) -> None:
         if principal in self._logged_principals:

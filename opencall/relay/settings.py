@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Iterable
 
 from opencall.config import Config
+from opencall.config.schema import RELAY_KEYS
 from opencall.fdlimit import current_limit, relay_share
 from opencall.lan import auto_addresses, is_loopback
 from turn import RelayConfig
@@ -50,7 +51,7 @@ def relay_addresses(config: Config, advertised: Iterable[str]) -> tuple[str, str
     """(relay_ip, relay_ip6) of the relay sockets.
 
     ``turn.relay_ip`` when set (IPv4 or IPv6, one family). Otherwise the first advertised IPv4 address
-    (design.md: relay_ip defaults to advertise), and beside it the first advertised IPv6 address, so an
+    (docs/configuration.md: relay_ip defaults to advertise), and beside it the first advertised IPv6 address, so an
     IPv6 client can ask for an IPv6 relay (REQUESTED-ADDRESS-FAMILY, RFC 8656 §7.2, formerly RFC 6156); with
     no advertised IPv4 address, the first IPv6 one; with none at all (a host name), the listen address.
     """
@@ -84,25 +85,15 @@ def relay_config(config: Config, secret: str, advertised: Iterable[str],
     share = relay_share(config, current_limit())
     tls_port = turn.tls_port if context is not None else None
     relay_ip, relay_ip6 = relay_addresses(config, advertised)
-    return RelayConfig(
-        secret=secret,
-        listen=turn.listen,
-        port=turn.port,
-        tls_port=tls_port,
-        ssl_context=context if tls_port is not None else None,
-        relay_ip=relay_ip,
-        relay_ip6=relay_ip6,
-        relay_ports=turn.relay_ports,
-        realm=turn.realm,
-        max_allocations=share.max_allocations,
-        max_allocations_per_user=turn.max_allocations_per_user,
-        max_allocations_per_ip=turn.max_allocations_per_ip,
-        allowed_peers=turn.allowed_peers,
-        denied_peers=turn.denied_peers,
-        max_connections=share.max_connections,
-        max_connections_per_ip=share.max_connections_per_ip,
-        connection_idle_timeout=turn.connection_idle_timeout,
-        tls_handshake_timeout=turn.tls_handshake_timeout,
-        max_stream_frame=turn.max_stream_frame,
-        stream_write_buffer=turn.stream_write_buffer,
-    )
+    passed_on = {key: getattr(turn, key) for key in RELAY_KEYS}  # as checked by the relay's own rules
+    return RelayConfig(**{
+        **passed_on,
+        "secret": secret,
+        "tls_port": tls_port,
+        "ssl_context": context if tls_port is not None else None,
+        "relay_ip": relay_ip,
+        "relay_ip6": relay_ip6,
+        "max_allocations": share.max_allocations,
+        "max_connections": share.max_connections,
+        "max_connections_per_ip": share.max_connections_per_ip,
+    })

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from opencall.db.models import Block, Call, Invite, User
-from opencall.relay.policy import account_principal
 from opencall.services.callids import is_call_id
 from opencall.services.clock import utcnow
 from opencall.services.errors import InvalidInput, NotFound
-from opencall.services.identity import Identity, verified_label
+from opencall.services.identity import Identity, account_principal, verified_label
 
 MAX_BLOCKS = 500
 ANONYMOUS_PREFIX = "anon-"

@@ -11,6 +11,7 @@ from datetime import datetime
 from tortoise.transactions import in_transaction
 
 from opencall.db.models import Call, User
+from opencall.services.tasks import cancel
 
 log = logging.getLogger("opencall.calls")
 # Rows per INSERT: building a row's model takes the event loop about 30 µs, so a batch holds it ~1.5 ms.
@@ -63,10 +64,7 @@ class CallRecorder:
     async def stop(self) -> None:
         """Write what is queued, then stop the writer."""
         await self.flush()
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -17,3 +17,8 @@ class Identity:
 def verified_label(username: str | None, display_name: str | None, call_id: str) -> str:
     """The account name of a signed-in party, else ``Unverified: <typed name or Call ID>``."""
     return username or f"Unverified: {display_name or call_id}"
+
+
+def account_principal(user_id: int) -> str:
+    """The relay principal of an account: its id, which its owner cannot change."""
+    return f"user-{user_id}"

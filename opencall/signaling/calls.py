@@ -1,169 +1,38 @@
 """The call state machine (ringing → active → ended) behind the Socket.IO events of api.md.
 
-It knows nothing of Socket.IO: it talks to sockets through an :class:`Outbox` and raises
-:class:`CallError` for the sender's ``call-error``. Messages between the two parties are relayed only
-while they share a ringing or active call (``renegotiate``: an active one); anything else is dropped and logged.
+It knows nothing of Socket.IO: it talks to sockets through an :class:`~opencall.signaling.live.Outbox` and
+raises :class:`~opencall.signaling.payloads.CallError` for the sender's ``call-error``. Messages between the two
+parties are relayed only while they share a ringing or active call (``renegotiate``: an active one); anything else
+is dropped and logged.
 
-Session resume (docs/api.md "Session resume"): a socket that registers with the ``resume`` token of another
-socket of the same identity takes its place — Call ID, name, and its seat in a ringing or active call. A socket
-that goes away during an active call leaves its seat *held* for the resume grace instead of ending the call, so a
-phone whose network changed can come back.
+A socket that goes away during an active call leaves its seat *held* for a resume (signaling/sessions.py).
 
 The addresses each party announces in its offer, answer, renegotiations and candidates are kept on its socket
-(``Peer.announced``) before they are passed on: the relay lets the other party reach them (relay_policy.py).
+(``Peer.announced``) before they are passed on: the relay lets the other party reach them (relay/policy.py).
 
 Who may ring whom: ``call`` attempts are limited per caller identity, per source address and per callee
-(ringing.py), and a callee's blocks (blocks.py) turn a call into one that rings nobody: the caller hears
-"did not answer" after ``ring_timeout`` as for a real miss, and only the caller's history lists it.
+(services/ringing.py), and a callee's blocks (services/blocks.py) turn a call into one that rings nobody: the
+caller hears "did not answer" after ``ring_timeout`` as for a real miss, and only the caller's history lists it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from opencall.services.call_records import CallRecorder, FinishedCall
-from opencall.services.callids import is_assigned, is_call_id, new_call_id
+from opencall.services.callids import is_assigned, new_call_id
 from opencall.services.clock import utcnow
-from opencall.services.errors import ServiceError
-from opencall.services.ratelimit import TokenBucket
 from opencall.services.ringing import RingingLimits
-from opencall.services.validation import storable
+from opencall.signaling import payloads
+from opencall.signaling.live import LiveCall, Outbox, Refusal
+from opencall.signaling.payloads import CallError
 from opencall.signaling.registry import Peer, Registry
-from opencall.signaling.resume import ResumeTokens
+from opencall.signaling.sessions import SocketSessions
 
 log = logging.getLogger("opencall.signaling")
-
-DISPLAY_NAME_MAX = 32
-SDP_MAX = 64 * 1024
-CANDIDATE_MAX = 4096
-# Per-socket budget for all events: bursts of 200 (a call's trickled candidates), 50 per second sustained.
-EVENT_BURST, EVENT_RATE = 200, 50.0
-
-
-class CallError(ServiceError):
-    """Sent back to the sender as ``call-error {message}``."""
-
-
-# Whether the account ``owner_id`` refuses a call from Call ID ``call_id`` placed by ``principal``, signed in or not.
-Refusal = Callable[[int, str, "str | None", bool], Awaitable[bool]]
-
-
-class Outbox(Protocol):
-    """How the state machine reaches sockets."""
-
-    async def emit(self, sid: str, event: str, payload: dict[str, Any]) -> None: ...
-
-    async def disconnect(self, sid: str) -> None: ...
-
-
-State = Literal["ringing", "active", "ended"]
-SdpType = Literal["offer", "answer"]
-
-
-@dataclass(eq=False)
-class Call:
-    caller: Peer
-    callee_call_id: str
-    ringing: list[Peer]
-    started_at: datetime
-    callee_user_id: int | None = None  # the account behind callee_call_id, None for an anonymous callee
-    callee_username: str | None = None
-    blocked: bool = False  # the callee refuses this caller: it rings nobody
-    state: State = "ringing"
-    callee: Peer | None = None
-    answered_at: datetime | None = None
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-
-    def parties(self) -> list[Peer]:
-        return [self.caller, *([self.callee] if self.callee else self.ringing)]
-
-    def other_side(self, peer: Peer) -> list[Peer]:
-        """Who hears from ``peer``: the callee side for the caller, the caller for any callee socket."""
-        if peer is self.caller:
-            return [self.callee] if self.callee else list(self.ringing)
-        return [self.caller]
-
-    def other_call_id(self, peer: Peer) -> str:
-        return self.callee_call_id if peer is self.caller else self.caller.call_id or ""
-
-    def replace(self, old: Peer, new: Peer) -> None:
-        """``new`` takes ``old``'s seat (caller, callee or a ringing device)."""
-        if self.caller is old:
-            self.caller = new
-        if self.callee is old:
-            self.callee = new
-        self.ringing = [new if peer is old else peer for peer in self.ringing]
-        old.call, new.call = None, self
-
-
-@dataclass(eq=False)
-class Hold:
-    """A party whose socket went away during an active call: its seat waits ``resume_grace`` for a resume."""
-
-    gone_at: datetime
-    timer: asyncio.TimerHandle = field(repr=False)
-
-
-def display_name(value: Any) -> str | None:
-    """api.md: trimmed, capped at 32 characters, whitespace-only → null."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise CallError("displayName must be a string")
-    try:
-        value = storable(value, "displayName")
-    except ServiceError as refused:
-        raise CallError(str(refused)) from None
-    return value.strip()[:DISPLAY_NAME_MAX].strip() or None
-
-
-def _payload(data: Any) -> dict[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CallError("Payload must be a JSON object")
-    return data
-
-
-def _target(data: dict[str, Any], malformed: str = "is not a valid Call ID") -> str:
-    target = data.get("targetCallId")
-    if not isinstance(target, str) or not target.strip():  # whitespace only names no Call ID either
-        raise CallError("targetCallId is required")
-    target = target.strip().upper()
-    if not is_call_id(target):
-        raise CallError(f"{target[:16]} {malformed}")
-    return target
-
-
-def _description(data: dict[str, Any], name: str, *types: SdpType) -> dict[str, str]:
-    """``data[name]`` as an RTCSessionDescriptionInit whose type is one of ``types`` (default: ``name``)."""
-    allowed = types or (name,)
-    value = data.get(name)
-    if not isinstance(value, dict) or value.get("type") not in allowed or not isinstance(value.get("sdp"), str):
-        shown = " | ".join(f"'{kind}'" for kind in allowed)
-        raise CallError(f"{name} must be {{type: {shown}, sdp: '…'}}")
-    if len(value["sdp"]) > SDP_MAX:
-        raise CallError(f"{name} SDP is larger than 64 KiB")
-    return {"type": value["type"], "sdp": value["sdp"]}
-
-
-def _candidate(data: dict[str, Any]) -> dict[str, Any]:
-    value = data.get("candidate")
-    if not isinstance(value, dict) or not isinstance(value.get("candidate", ""), str):
-        raise CallError("candidate must be an RTCIceCandidateInit object")
-    if len(value.get("candidate", "")) > CANDIDATE_MAX:
-        raise CallError("candidate is too long")
-    kept = {"candidate": value.get("candidate", "")}
-    for key, kind in (("sdpMid", str), ("sdpMLineIndex", int), ("usernameFragment", str)):
-        if isinstance(value.get(key), kind) and not isinstance(value.get(key), bool):
-            kept[key] = value[key]
-    return kept
 
 
 def _limit_key(peer: Peer) -> str:
@@ -171,8 +40,9 @@ def _limit_key(peer: Peer) -> str:
     return peer.principal or f"address {peer.ip}"
 
 
-class Signaling:
-    """Registration, presence and calls for every connected socket of this process."""
+class CallService(SocketSessions):
+    """Registration and calls for every connected socket of this process (its sockets' sessions, resumes and
+    revocations: :class:`~opencall.signaling.sessions.SocketSessions`)."""
 
     def __init__(
         self,
@@ -185,20 +55,12 @@ class Signaling:
         permanent_call_id: Callable[[int], Awaitable[str]],
         resume_grace: float = 15,
     ) -> None:
-        self.registry = registry
-        self._outbox = outbox
+        super().__init__(registry, outbox, resume_grace)
         self._recorder = recorder
         self._ring_timeout = ring_timeout
         self._limits = limits
         self._refuses = refuses
         self._permanent_call_id = permanent_call_id
-        self._buckets: dict[str, TokenBucket] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._resume_grace = resume_grace
-        self._tokens = ResumeTokens(resume_grace)
-        self._held: dict[Peer, Hold] = {}
-        # Sessions whose call ended while their socket was away: a resume tells them with call-ended.
-        self._missed_end: weakref.WeakSet[Peer] = weakref.WeakSet()
 
     @property
     def limits(self) -> RingingLimits:
@@ -206,19 +68,6 @@ class Signaling:
         return self._limits
 
     # -- connections -------------------------------------------------------------------------------
-
-    def connected(self, peer: Peer) -> None:
-        self.registry.connect(peer)
-        self._buckets[peer.sid] = TokenBucket(EVENT_RATE, EVENT_BURST)
-
-    def admit(self, sid: str) -> bool:
-        """Whether this socket may send another event now (flood control); drops are logged once."""
-        bucket = self._buckets.get(sid)
-        if bucket is None or bucket.take():
-            return True
-        if bucket.first_drop():
-            log.warning("socket %s exceeds %d events/s: dropping events", sid, EVENT_RATE)
-        return False
 
     async def disconnected(self, sid: str) -> None:
         """Hold the socket's active call for a resume, or end its ringing call as api.md's disconnect rules
@@ -260,48 +109,14 @@ class Signaling:
         self._held.clear()
         self._missed_end.clear()
 
-    async def key_rotated(self, user_id: int) -> None:
-        """Disconnect the sockets of ``user_id`` that authenticated with an API key (now invalid); their calls
-        end at once and their sessions cannot be resumed."""
-        await self.revoke([peer for peer in self.credentialed()
-                           if peer.user_id == user_id and peer.api_key_hash is not None], "its API key was rotated")
-
-    # -- revocation ----------------------------------------------------------------------------------
-
-    async def session_ended(self, session_hash: str) -> None:
-        """Disconnect the sockets that authenticated with this session (logout, or a new login in the same
-        browser); the account's other sessions and its API-key sockets stay."""
-        await self.revoke([peer for peer in self.credentialed() if peer.session_hash == session_hash],
-                          "its session ended")
-
-    def credentialed(self) -> list[Peer]:
-        """The sockets that authenticated with a session or an API key: the connected ones, and those whose seat
-        in a call is held for a resume."""
-        return [peer for peer in (*self.registry.peers.values(), *self._held) if peer.user_id is not None]
-
-    async def revoke(self, peers: list[Peer], reason: str) -> None:
-        """End these sockets, whose credential stopped working: none can be resumed; a connected one is
-        disconnected (its call ends as at any disconnect, the other party gets ``call-ended``), a held one gives
-        up its seat now rather than after the resume grace."""
-        for peer in peers:
-            peer.resumable = False
-            self._tokens.revoke(peer)
-        for peer in peers:
-            if self.registry.peers.get(peer.sid) is peer:
-                log.info("disconnecting socket %s (%s): %s", peer.sid, peer.username, reason)
-                await self._outbox.disconnect(peer.sid)
-            elif peer in self._held:
-                log.info("ending the held call of socket %s (%s): %s", peer.sid, peer.username, reason)
-                await self._give_up(peer)
-
     # -- events --------------------------------------------------------------------------------------
 
     async def register(self, sid: str, data: Any) -> None:
         """``registered``; on the socket's first register also ``session`` (its resume token), or, with a
         valid ``resume`` token, the takeover of that session (:meth:`_resume`)."""
         peer = self._peer(sid)
-        body = _payload(data)
-        name = display_name(body.get("displayName"))
+        body = payloads.payload(data)
+        name = payloads.display_name(body.get("displayName"))
         token = body.get("resume")
         if token is not None and not isinstance(token, str):
             raise CallError("resume must be a string")
@@ -327,15 +142,15 @@ class Signaling:
 
     async def update_name(self, sid: str, data: Any) -> None:
         peer = self._registered(sid)
-        peer.display_name = display_name(_payload(data).get("displayName"))
+        peer.display_name = payloads.display_name(payloads.payload(data).get("displayName"))
 
     async def place(self, sid: str, data: Any) -> None:
         """``call``: ring every socket of the target Call ID, or tell the caller why not. A call the callee
         refuses (blocks.py) rings nobody and ends as "did not answer", like a real miss."""
         caller = self._registered(sid)
-        body = _payload(data)
-        target = _target(body, malformed="is not online")  # api.md: a mistyped Call ID is "not online"
-        offer = _description(body, "offer")
+        body = payloads.payload(data)
+        target = payloads.target(body, malformed="is not online")  # api.md: a mistyped Call ID is "not online"
+        offer = payloads.description(body, "offer")
         if target == caller.call_id:
             raise CallError("You cannot call yourself")
         identity = _limit_key(caller)
@@ -348,7 +163,7 @@ class Signaling:
             return  # disconnected while the blocks were read
         callees = self._callees(caller, target)  # again: the blocks were read in between
         self._limits.may_ring(identity, target)
-        call = Call(caller=caller, callee_call_id=target, ringing=[] if blocked else list(callees),
+        call = LiveCall(caller=caller, callee_call_id=target, ringing=[] if blocked else list(callees),
                     started_at=utcnow(), callee_user_id=owner, callee_username=callees[0].username, blocked=blocked)
         for peer in call.parties():
             peer.call = call
@@ -377,9 +192,9 @@ class Signaling:
     async def answer(self, sid: str, data: Any) -> None:
         """The first answering socket wins; the other ringing sockets get ``call-ended``."""
         peer = self._registered(sid)
-        body = _payload(data)
-        target = _target(body)
-        answer = _description(body, "answer")
+        body = payloads.payload(data)
+        target = payloads.target(body)
+        answer = payloads.description(body, "answer")
         call = self._call_with(peer, target, "answer")
         if call is None or call.state != "ringing" or peer is call.caller:
             return
@@ -398,7 +213,7 @@ class Signaling:
 
     async def reject(self, sid: str, data: Any) -> None:
         peer = self._registered(sid)
-        call = self._call_with(peer, _target(_payload(data)), "reject")
+        call = self._call_with(peer, payloads.target(payloads.payload(data)), "reject")
         if call is None or call.state != "ringing" or peer is call.caller:
             return
         await self._end(call, "rejected", notify=[p for p in call.ringing if p is not peer])
@@ -406,7 +221,7 @@ class Signaling:
 
     async def hangup(self, sid: str, data: Any) -> None:
         peer = self._registered(sid)
-        call = self._call_with(peer, _target(_payload(data)), "hangup")
+        call = self._call_with(peer, payloads.target(payloads.payload(data)), "hangup")
         if call is None:
             return
         if call.state == "ringing" and peer is not call.caller:
@@ -417,11 +232,11 @@ class Signaling:
 
     async def relay_candidate(self, sid: str, data: Any) -> None:
         peer = self._registered(sid)
-        body = _payload(data)
-        target = _target(body)
+        body = payloads.payload(data)
+        target = payloads.target(body)
         if "candidate" in body and body["candidate"] is None:
             return  # a browser's end-of-candidates (onicecandidate fires with null): nothing to relay
-        candidate = _candidate(body)
+        candidate = payloads.candidate(body)
         call = self._call_with(peer, target, "ice-candidate")
         if call is None:
             return
@@ -432,104 +247,16 @@ class Signaling:
     async def renegotiate(self, sid: str, data: Any) -> None:
         """A new offer or answer during an active call (an ICE restart), relayed to the other party."""
         peer = self._registered(sid)
-        body = _payload(data)
-        target = _target(body)
-        description = _description(body, "description", "offer", "answer")
+        body = payloads.payload(data)
+        target = payloads.target(body)
+        description = payloads.description(body, "description", "offer", "answer")
         call = self._call_with(peer, target, "renegotiate", active=True)
         if call is None:
             return
         peer.announced.description(description["sdp"])  # an ICE restart replaces the addresses
         await self._emit_to(call.other_side(peer), "renegotiate", {"description": description})
 
-    # -- session resume ---------------------------------------------------------------------------------
-
-    async def _resume(self, peer: Peer, token: str, name: str | None, *, keep_name: bool) -> bool:
-        """``peer`` (connected, not yet registered) takes over the session of ``token``: its Call ID, its name
-        (``name`` unless ``keep_name``) and its seat in a ringing or active call. The old socket, if still
-        connected, is disconnected without ending anything. False (register anew) when the token is unknown,
-        used or expired, or belongs to another identity."""
-        old = self._tokens.find(token)
-        if old is None or old is peer:
-            log.info("socket %s: resume token unknown, used or expired: registering anew", peer.sid)
-            return False
-        if old.user_id != peer.user_id:
-            log.info("socket %s: resume token of another identity refused: registering anew", peer.sid)
-            return False
-        call_id = old.call_id or ""
-        if any(other is not old for other in self.registry.sockets_of(call_id)) and old.user_id is None:
-            log.info("socket %s: resume refused, %s was handed out again", peer.sid, call_id)
-            return False
-        # Everything changes hands before the first await, so a disconnect of either socket meanwhile sees a
-        # consistent state.
-        self._tokens.revoke(old)
-        hold = self._held.pop(old, None)
-        if hold is not None:
-            hold.timer.cancel()
-        missed_end = old in self._missed_end
-        still_connected = self.registry.peers.get(old.sid) is old
-        if still_connected:
-            self.registry.disconnect(old.sid)  # its own disconnect, below, then finds nothing to end
-        self.registry.register(peer, call_id)
-        peer.display_name = old.display_name if keep_name else name
-        call = self._call_of(old)
-        if call is not None:
-            call.replace(old, peer)
-        old.call = None
-        fresh = self._tokens.issue(peer)
-        log.info("socket %s resumed the session of socket %s as %s (%s)", peer.sid, old.sid, call_id,
-                 f"{call.state} call" if call else "no call")
-        if still_connected:
-            await self._outbox.disconnect(old.sid)
-        # registered, then the call's news, then session last: by then the client knows whether its call is back.
-        await self._outbox.emit(peer.sid, "registered", {"callId": call_id})
-        if call is not None and call.state == "active":
-            role = "caller" if peer is call.caller else "callee"
-            await self._outbox.emit(peer.sid, "call-resumed", {"peerCallId": call.other_call_id(peer), "role": role})
-            await self._emit_to(self._connected(call.other_side(peer)), "peer-reconnected", {})
-        elif missed_end:
-            await self._outbox.emit(peer.sid, "call-ended", {})
-        await self._outbox.emit(peer.sid, "session", {"resumeToken": fresh})
-        return True
-
-    def _hold(self, peer: Peer, call: Call) -> None:
-        """``peer``'s socket went away during the active ``call``: its seat waits for a resume."""
-        timer = asyncio.get_running_loop().call_later(self._resume_grace, self._hold_expired, peer)
-        self._held[peer] = Hold(gone_at=utcnow(), timer=timer)
-        log.info("call %s -> %s: socket %s (%s) went away; held %ss for a resume", call.caller.call_id,
-                 call.callee_call_id, peer.sid, peer.call_id, self._resume_grace)
-
-    def _hold_expired(self, peer: Peer) -> None:
-        task = asyncio.get_running_loop().create_task(self._give_up(peer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _give_up(self, peer: Peer) -> None:
-        """No socket resumed ``peer``'s seat within the grace: the call ends as a disconnect always did."""
-        if self._held.get(peer) is None:
-            return
-        call = self._call_of(peer)
-        if call is None:
-            self._held.pop(peer, None)
-            return
-        log.info("call %s -> %s: socket %s did not come back", call.caller.call_id, call.callee_call_id, peer.sid)
-        await self._end(call, "answered", notify=[p for p in call.parties() if p is not peer])
-
-    def _connected(self, peers: list[Peer]) -> list[Peer]:
-        return [p for p in peers if self.registry.peers.get(p.sid) is p]
-
     # -- internals -------------------------------------------------------------------------------------
-
-    def _peer(self, sid: str) -> Peer:
-        peer = self.registry.peers.get(sid)
-        if peer is None:
-            raise CallError("Not connected")
-        return peer
-
-    def _registered(self, sid: str) -> Peer:
-        peer = self._peer(sid)
-        if peer.call_id is None:
-            raise CallError("Register first")
-        return peer
 
     async def _fresh_call_id(self) -> str:
         """A throwaway Call ID that no live socket or held call uses and no account owns."""
@@ -539,17 +266,12 @@ class Signaling:
                     and not await is_assigned(call_id)):
                 return call_id
 
-    @staticmethod
-    def _call_of(peer: Peer) -> Call | None:
-        call = peer.call
-        return call if isinstance(call, Call) and call.state != "ended" else None
-
     def _busy(self, call_id: str) -> bool:
         """In a ringing or active call, on a connected socket or on a held one (its other tabs are busy too)."""
         return (any(self._call_of(peer) for peer in self.registry.sockets_of(call_id))
                 or any(peer.call_id == call_id and self._call_of(peer) for peer in self._held))
 
-    def _call_with(self, peer: Peer, target: str, event: str, *, active: bool = False) -> Call | None:
+    def _call_with(self, peer: Peer, target: str, event: str, *, active: bool = False) -> LiveCall | None:
         """The live (with ``active``: answered) call between ``peer`` and ``target``, or None (the event is
         dropped and logged)."""
         call = self._call_of(peer)
@@ -559,7 +281,7 @@ class Signaling:
             return None
         return call
 
-    async def _end(self, call: Call, status: str, notify: list[Peer]) -> None:
+    async def _end(self, call: LiveCall, status: str, notify: list[Peer]) -> None:
         """Mark the call ended, free its parties, tell ``notify`` with ``call-ended`` and record it.
 
         A held party is told when it resumes. A call that ends while a party is held ended, as far as the
@@ -600,26 +322,19 @@ class Signaling:
         ))
         await self._emit_to(notify, "call-ended", {})
 
-    async def _emit_to(self, peers: list[Peer], event: str, payload: dict[str, Any]) -> None:
-        """Emit to each of ``peers``; a lone one (the usual case) is awaited directly, sparing gather's task."""
-        if len(peers) == 1:
-            await self._outbox.emit(peers[0].sid, event, payload)
-        elif peers:
-            await asyncio.gather(*(self._outbox.emit(p.sid, event, payload) for p in peers))
-
-    async def _no_answer(self, call: Call) -> None:
+    async def _no_answer(self, call: LiveCall) -> None:
         if call.state != "ringing":
             return
         await self._end(call, "missed", notify=list(call.ringing))
         await self._outbox.emit(call.caller.sid, "call-error", {"message": f"{call.callee_call_id} did not answer"})
 
     @staticmethod
-    def _cancel_timer(call: Call) -> None:
+    def _cancel_timer(call: LiveCall) -> None:
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
 
-    def _ring_timed_out(self, call: Call) -> None:
+    def _ring_timed_out(self, call: LiveCall) -> None:
         task = asyncio.get_running_loop().create_task(self._no_answer(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

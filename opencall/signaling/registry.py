@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opencall.services.announced import Announced
 from opencall.services.identity import Identity, verified_label
+
+if TYPE_CHECKING:
+    from opencall.signaling.live import LiveCall
 
 
 @dataclass(eq=False)
@@ -24,7 +27,7 @@ class Peer:
     principal: str | None = None  # the relay user id of the account or anonymous browser behind it
     call_id: str | None = None
     display_name: str | None = None
-    call: object | None = field(default=None, repr=False)  # the Call this socket takes part in
+    call: LiveCall | None = field(default=None, repr=False)  # the call this socket takes part in
     resume_key: str | None = field(default=None, repr=False)  # SHA-256 of its live resume token
     resumable: bool = True  # False once the server drops it on purpose (its API key was rotated)
     announced: Announced = field(default_factory=Announced, repr=False)  # its addresses in its current call
@@ -87,6 +90,15 @@ class Registry:
             return None
         peer = peers[0]
         return Identity(peer.principal, verified_label(peer.username, peer.display_name, call_id))
+
+    def live_calls(self) -> dict[str, int]:
+        """Calls in progress by state (``ringing``, ``active``), counted once however many sockets share them."""
+        calls = {id(peer.call): peer.call for peer in self.peers.values() if peer.call is not None}
+        counts = {"ringing": 0, "active": 0}
+        for call in calls.values():
+            if call.state in counts:
+                counts[call.state] += 1
+        return counts
 
     def online_call_id(self, user_id: int) -> str | None:
         """Presence: the Call ID of a registered socket of this account, or None."""

@@ -3,7 +3,7 @@
 A socket authenticates once, at connect (signaling/sockets.py), with a session cookie or an API key; its
 :class:`~opencall.signaling.registry.Peer` keeps the SHA-256 of that credential and a stamp of the account's
 password. What this process changes acts at once (a logout or a new login ends a session:
-``Signaling.session_ended``; a key rotation: ``Signaling.key_rotated``). What another writer of the database
+``CallService.session_ended``; a key rotation: ``CallService.key_rotated``). What another writer of the database
 changes — ``opencall user reset-password|remove`` in another process, another node, an operator's SQL — is found by
 the sweep: every :data:`SWEEP_INTERVAL` seconds two queries look up the credentials of the connected (and held)
 authenticated sockets, and the sockets whose session ended or expired, whose key was rotated, whose account was
@@ -13,14 +13,14 @@ removed (its sessions and key go with it) or whose password was reset are revoke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 
 from opencall.db.models import ApiKey, Session
 from opencall.services.accounts import password_stamp
 from opencall.services.clock import utcnow
-from opencall.signaling.calls import Signaling
+from opencall.services.tasks import cancel
+from opencall.signaling.calls import CallService
 from opencall.signaling.registry import Peer
 
 log = logging.getLogger("opencall.signaling")
@@ -77,7 +77,7 @@ async def revoked(peers: Sequence[Peer]) -> list[tuple[Peer, str]]:
 class CredentialSweep:
     """Every ``interval`` seconds, revokes the sockets whose credential another writer of the database revoked."""
 
-    def __init__(self, signaling: Signaling, interval: float = SWEEP_INTERVAL) -> None:
+    def __init__(self, signaling: CallService, interval: float = SWEEP_INTERVAL) -> None:
         self._signaling = signaling
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -86,11 +86,8 @@ class CredentialSweep:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="credential-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def sweep(self) -> int:
         """One pass over the authenticated sockets; returns how many it revoked."""

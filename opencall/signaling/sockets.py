@@ -13,11 +13,11 @@ from sanic import Sanic
 
 from opencall.api.context import ANON_COOKIE, SESSION_COOKIE
 from opencall.origins import is_own_origin
-from opencall.relay.policy import account_principal
 from opencall.services.accounts import Accounts, password_stamp, token_hash
 from opencall.services.anonymous import AnonymousIds
 from opencall.services.errors import ServiceError
-from opencall.signaling.calls import Signaling
+from opencall.services.identity import account_principal
+from opencall.signaling.calls import CallService
 from opencall.signaling.manager import DirectManager
 from opencall.signaling.registry import Peer
 
@@ -68,7 +68,7 @@ def make_socket_server(public_url: str | None) -> socketio.AsyncServer:
     )
 
 
-def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts: Accounts,
+def attach(app: Sanic, sio: socketio.AsyncServer, signaling: CallService, accounts: Accounts,
            anonymous: AnonymousIds) -> None:
     """Register the handlers of api.md's events and attach the server to the Sanic app. A socket's relay
     principal is its account's, else the anonymous id of its browser's cookie (the one /api/ice-config uses)."""
@@ -157,12 +157,12 @@ def attach(app: Sanic, sio: socketio.AsyncServer, signaling: Signaling, accounts
         await asyncio.gather(*pings, return_exceptions=True)
 
 
-async def _close_sockets(sio: socketio.AsyncServer, signaling: Signaling) -> None:
+async def _close_sockets(sio: socketio.AsyncServer, signaling: CallService) -> None:
     """Record the calls in progress, then close every socket and stop Socket.IO's background work."""
     # Calls in progress are recorded as they stand; their parties learn of the stop from the lost connection.
     await signaling.end_all_calls()
-    # Without this, shutdown waits ~15 s for a pending long-poll (design.md pitfalls). Closing waits for each
-    # client to collect its CLOSE packet, which a polling client that went away between two polls never does:
+    # Without this, shutdown waits ~15 s for a pending long-poll (docs/architecture.md, "Pitfalls"). Closing waits
+    # for each client to collect its CLOSE packet, which a polling client that went away between two polls never does:
     # every socket has had its disconnect handled before that wait, so bound it. One sid at a time rather than
     # eio.disconnect(), which fails when the last sockets close by themselves between its scheduling and its
     # start (asyncio.wait of nothing).

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.support import Server, free_port, test_config
+from tests.support import Server, free_port, serve
 
 CONFIGURED_TURN_SECRET = "configured-turn-secret-5b7f2a"
 PUBLIC_URL = "https://calls.example.org"
@@ -17,27 +16,18 @@ EXTRA_ICE_SERVERS = [
 ]
 
 
-def _start(factory: pytest.TempPathFactory, name: str, overrides: dict[str, Any]) -> Server:
-    workdir = factory.mktemp(name)
-    return Server(workdir, test_config(workdir, overrides)).start()
-
-
 @pytest.fixture(scope="session")
 def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``tls: auto`` (self-signed certificate in data_dir) with TURN over TLS advertised."""
-    running = _start(tmp_path_factory, "https", {"server": {"tls": "auto"}, "turn": {"tls_port": free_port()}})
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "https", {"server": {"tls": "auto"}, "turn": {"tls_port": free_port()}})
 
 
 @pytest.fixture(scope="session")
 def custom_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """public_url, a configured TURN secret, extra ICE servers and the shortest TTLs the config allows."""
-    running = _start(tmp_path_factory, "custom", {
+    yield from serve(tmp_path_factory, "custom", {
         "server": {"public_url": PUBLIC_URL},
         "turn": {"secret": CONFIGURED_TURN_SECRET, "credential_ttl": 120},
         "ice": {"extra_servers": EXTRA_ICE_SERVERS},
         "invite_ttl": 60,
     })
-    yield running
-    running.stop()

@@ -1,15 +1,12 @@
-"""Small helpers shared by the REST API tests: the server's SQLite file, its log, and request shapes."""
+"""Small helpers shared by the REST API tests: users in the database, the server's log, and request shapes."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 
-from tests.support import Server, unique_name
+from tests.support import Server, query_db, unique_name
 
 API_KEY_RE = re.compile(r"^oc_[0-9a-f]{32}$")
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -21,22 +18,10 @@ CROSS_ORIGIN = {"error": "Cross-origin request refused"}
 FOREIGN_ORIGIN = "http://evil.example"
 
 
-@contextmanager
-def database(server: Server) -> Iterator[sqlite3.Connection]:
-    """A connection to the server's SQLite file; WAL mode lets it run beside the live server."""
-    connection = sqlite3.connect(server.data_dir / "opencall.db", timeout=10)
-    try:
-        yield connection
-        connection.commit()
-    finally:
-        connection.close()
-
-
 def user_id(server: Server, username: str) -> int:
-    with database(server) as db:
-        row = db.execute("SELECT id FROM users WHERE username_key = ?", (username.lower(),)).fetchone()
-    assert row is not None, f"no user {username} in the database"
-    return int(row[0])
+    rows = query_db(server, "SELECT id FROM users WHERE username_key = ?", (username.lower(),))
+    assert rows, f"no user {username} in the database"
+    return int(rows[0][0])
 
 
 def log_text(server: Server) -> str:

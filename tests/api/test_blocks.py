@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from tests.api.helpers import ISO_MILLIS_RE, database
-from tests.support import Server, register
+from tests.api.helpers import ISO_MILLIS_RE
+from tests.support import Server, database, register
 
 UNKNOWN_CALL_ID = "K7XM2PQ9"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from tests.api.helpers import database, user_id
-from tests.support import Server, register
+from tests.api.helpers import user_id
+from tests.support import Server, database, register
 
 STARTED_AT_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 BASE = datetime(2026, 6, 16, 9, 12, 44, 654321, tzinfo=UTC)

@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
-from tests.api.helpers import database, log_text
-from tests.support import Server
+from tests.api.helpers import log_text
+from tests.support import Server, database
 
 VALID = {"subject": "Hello", "email": "writer@example.com", "message": "A message for you."}
 

@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime
 
 from tests.api.conftest import PUBLIC_URL
-from tests.api.helpers import ISO_MILLIS_RE, UUID4_RE, database, user_id
-from tests.support import Server, register
+from tests.api.helpers import ISO_MILLIS_RE, UUID4_RE, user_id
+from tests.support import Server, database, register
 
 
 def _parse_iso(text: str) -> float:

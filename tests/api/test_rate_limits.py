@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import register_body
-from tests.support import Server, register, test_config, unique_name
+from tests.support import Server, register, serve, unique_name
 
 TOO_MANY = {"error": "Too many requests, try again later"}
 MakeServer = Callable[..., Server]
@@ -25,11 +25,8 @@ def _assert_limited(response: httpx.Response) -> None:
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Small per-IP limits on register, contact and client-log; each test below spends only its own."""
-    workdir = tmp_path_factory.mktemp("limited")
-    running = Server(workdir, test_config(workdir, {"rate_limits": {
-        "register_per_ip": 2, "contact_per_ip": 2, "client_log_per_ip": 2}})).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "limited", {"rate_limits": {
+        "register_per_ip": 2, "contact_per_ip": 2, "client_log_per_ip": 2}})
 
 
 def test_register_per_ip(limited: Server) -> None:

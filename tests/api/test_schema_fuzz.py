@@ -17,17 +17,14 @@ import schemathesis
 from opencall.api import openapi
 from tests.api.helpers import stderr_text
 from tests.api.schema_fuzz import Identity, Tally, fuzz, fuzz_operation, load_schema
-from tests.support import Server, test_config
+from tests.support import Server, serve
 
 MAX_EXAMPLES = 12  # per operation and generation mode: about 300 requests, ~15 s on the 2-core machine
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("schema-fuzz")
-    running = Server(workdir, test_config(workdir)).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "schema-fuzz")
 
 
 def assert_no_traceback(server: Server) -> None:

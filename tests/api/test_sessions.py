@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from tests.api.helpers import (
-    SESSION_COOKIE,
-    cookie_attributes,
-    database,
-    register_body,
-    session_token,
-    set_cookie_header,
-)
-from tests.support import Server, register
+from tests.api.helpers import SESSION_COOKIE, cookie_attributes, register_body, session_token, set_cookie_header
+from tests.support import Server, database, register
 
 
 def _me(server: Server, token: str) -> dict[str, object]:

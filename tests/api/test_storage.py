@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.api.helpers import SESSION_COOKIE, as_key, database, register_body, user_id
-from tests.support import Server, api_key, register
+from tests.api.helpers import SESSION_COOKIE, as_key, register_body, user_id
+from tests.support import Server, api_key, database, register
 
 SCRYPT_RE = re.compile(r"^scrypt\$32768\$8\$1\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$")
 

@@ -3,7 +3,7 @@ systemd-nspawn in the box namespace of a test LAN (:class:`~tests.lan.netlab.Lan
 against it. Used by test_systemd_container.py (amd64, native), test_arm64_emulation.py (arm64 under qemu-user)
 and test_upgrade.py.
 
-This machine's PID 1 is not systemd, so a container boots one (docs: /work/shared/design.md, "Testing under a
+This machine's PID 1 is not systemd, so a container boots one (docs/architecture.md, "Testing under a
 real systemd"). The rootfs (``debootstrap --variant=minbase`` with systemd and every dependency of the package)
 is cached under ``~/.cache/opencall-tests`` keyed by suite, architecture and package list; each run boots a copy.
 """

@@ -26,9 +26,9 @@ from opencall.config import parse_config
 from opencall.localca import LocalCA, Names, common_name, fingerprint, issue_server_certificate
 from opencall.tls import CertificateKeeper
 from tests.appliance.oldca import write_unconstrained_ca
-from tests.appliance.tools import http_get, opencall
+from tests.appliance.tools import http_get
 from tests.lan.phones import trust_ca
-from tests.support import Server
+from tests.support import Server, run_cli
 from tests.web.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PHONE
 
 # Certificates a stolen CA key would be used for: a public name, a public IPv4 and a global IPv6 address, and
@@ -109,7 +109,7 @@ def test_openssl_fingerprint_of_the_served_ca_is_on_the_api_and_in_doctor(
     assert info["ca"]["name"].startswith("OpenCall local CA (")
     assert {"local", "localhost", "192.168.0.0/16", "fc00::/7"} <= set(info["ca"]["permitted"])
     assert info["previousCa"] is None
-    doctor = opencall("doctor", config=server.config_path)
+    doctor = run_cli("doctor", config=server.config_path)
     line = next(line for line in doctor.stdout.splitlines() if "local CA" in line)
     assert line.split()[0] == "PASS" and f"SHA-256 fingerprint {expected}" in line, doctor.stdout
 
@@ -136,7 +136,7 @@ def test_a_box_with_an_old_ca_migrates_and_its_trust_page_says_so(
     assert http_get(f"{server.base_url}/healthz", verify=ssl.create_default_context(cadata=new_pem)).status_code == 200
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         http_get(f"{server.base_url}/healthz", verify=ssl.create_default_context(cafile=str(old_file)))
-    doctor = opencall("doctor", config=server.config_path)
+    doctor = run_cli("doctor", config=server.config_path)
     assert "PASS  local CA" in doctor.stdout and info["ca"]["fingerprint"] in doctor.stdout, doctor.stdout
 
     home = tmp_path / "home"

@@ -13,7 +13,6 @@ import random
 import socket
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 
 from tests.appliance.test_systemd_unit import verify
 from tests.appliance.tools import REPO, ensure_debian_tools
-from tests.support import free_port, merge
+from tests.support import free_port, merge, wait_ready
 
 CONFIG = Path("/etc/opencall/opencall.yaml")
 DATA, LOGS, PREFIX = Path("/var/lib/opencall"), Path("/var/log/opencall"), Path("/opt/opencall")
@@ -82,16 +81,7 @@ class Box:
             ["setpriv", "--reuid=opencall", "--regid=opencall", "--init-groups", "--reset-env",
              "/usr/bin/opencall", "serve", "--config", str(CONFIG)],
             cwd="/", stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.workdir / "serve.log").read_text()
-            try:
-                if httpx.get(f"{self.base_url}/api/auth/me", verify=False, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the installed server did not answer in 60 s")
+        wait_ready(self.proc, self.base_url, self.workdir / "serve.log", timeout=60)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

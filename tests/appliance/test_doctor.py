@@ -9,8 +9,7 @@ import yaml
 
 from opencall.commands.checks import check_advertise
 from opencall.config import parse_config
-from tests.appliance.tools import opencall
-from tests.support import Server
+from tests.support import Server, run_cli
 
 SECRET = "doctor-test-secret"
 
@@ -28,7 +27,7 @@ def _lines(output: str) -> dict[str, str]:
 def test_doctor_passes_everything_against_a_running_server(make_server: Callable[..., Server]) -> None:
     server = make_server({"server": {"tls": "auto"}, "turn": {"secret": SECRET}})
     turn_port = server.config["turn"]["port"]
-    result = opencall("doctor", config=server.config_path)
+    result = run_cli("doctor", config=server.config_path)
     assert result.returncode == 0, result.stdout
     checks = _lines(result.stdout)
     assert set(checks.values()) == {"PASS"}, result.stdout
@@ -44,7 +43,7 @@ def test_doctor_on_a_box_that_never_ran(tmp_path: Path) -> None:
     config = tmp_path / "opencall.yaml"
     config.write_text(yaml.safe_dump({"server": {"host": "127.0.0.1", "port": 1}, "data_dir": "data",
                                       "turn": {"enabled": True, "listen": "127.0.0.1", "port": 2}}))
-    result = opencall("doctor", config=config)
+    result = run_cli("doctor", config=config)
     assert result.returncode == 1
     checks = _lines(result.stdout)
     assert checks["database"] == checks["certificate"] == checks["relay"] == "FAIL"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,16 +11,9 @@ import socketio
 
 from opencall.api.ops import health_report
 from tests.appliance.tools import http_get
-from tests.support import Server, test_config
+from tests.support import Server, configured_server, metric
 
 TOKEN = "scrape-token-0123456789"
-
-
-def _metric(text: str, line_start: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{line_start} not in:\n{text}")
 
 
 def test_health_report_rules() -> None:
@@ -48,26 +38,26 @@ async def test_metrics_count_sockets_and_rate_limit_hits(make_server: Callable[.
     server = make_server({"rate_limits": {"login_per_ip": 1}})
     with server.client() as client:
         text = client.get("/metrics").text
-        assert _metric(text, "opencall_sockets_connected") == 0
-        assert _metric(text, 'opencall_calls{state="ringing"}') == 0
-        assert _metric(text, 'opencall_calls{state="active"}') == 0
+        assert metric(text, "opencall_sockets_connected") == 0
+        assert metric(text, 'opencall_calls{state="ringing"}') == 0
+        assert metric(text, 'opencall_calls{state="active"}') == 0
         for outcome in ("answered", "rejected", "missed"):
-            assert _metric(text, f'opencall_calls_finished_total{{outcome="{outcome}"}}') == 0
-        assert _metric(text, "opencall_relay_up") == 1
-        assert _metric(text, "opencall_turn_allocations") == 0
+            assert metric(text, f'opencall_calls_finished_total{{outcome="{outcome}"}}') == 0
+        assert metric(text, "opencall_relay_up") == 1
+        assert metric(text, "opencall_turn_allocations") == 0
         assert "# TYPE opencall_rate_limit_hits_total counter" in text
 
         for _ in range(3):
             client.post("/api/auth/login", json={"username": "nobody", "password": "whatever1"})
         response = client.get("/metrics")
         assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-        assert _metric(response.text, 'opencall_rate_limit_hits_total{limit="login_per_ip"}') == 2
+        assert metric(response.text, 'opencall_rate_limit_hits_total{limit="login_per_ip"}') == 2
 
     sio = socketio.AsyncClient()
     await sio.connect(server.base_url, transports=["websocket"])
     try:
         text = http_get(f"{server.base_url}/metrics").text
-        assert _metric(text, "opencall_sockets_connected") == 1
+        assert metric(text, "opencall_sockets_connected") == 1
     finally:
         await sio.disconnect()
 
@@ -91,12 +81,9 @@ def test_ready_is_sent_to_systemd_once_everything_listens(tmp_path: Path) -> Non
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify_path))
     listener.settimeout(30)
-    server = Server(tmp_path / "srv", test_config(tmp_path / "srv"))
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
-    env.pop("OPENCALL_CONFIG", None)
-    with server.stderr_path.open("ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "opencall", "serve", "--config", str(server.config_path)],
-                                cwd="/", stdout=err, stderr=err, env=env)
+    server = configured_server(tmp_path / "srv", env={"NOTIFY_SOCKET": str(notify_path)}).launch()
+    proc = server.proc
+    assert proc is not None
     try:
         message = listener.recv(4096).decode()
         assert message.startswith("READY=1\nSTATUS=serving http on 127.0.0.1:"), message
@@ -107,9 +94,7 @@ def test_ready_is_sent_to_systemd_once_everything_listens(tmp_path: Path) -> Non
         assert listener.recv(4096) == b"STOPPING=1"
         assert proc.wait(timeout=20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        server.stop()
         listener.close()
 
 
@@ -136,12 +121,12 @@ def test_relay_counters_become_metrics_once_a_relay_is_attached() -> None:
     assert monitor.state() == "ok"
     text = render(Snapshot(version="x", sockets=0, calls={}, outcomes={}, rate_limit_refusals={},
                            relay_state=monitor.state(), relay_counters=monitor.counters()))
-    assert _metric(text, "opencall_relay_up") == 1
-    assert _metric(text, "opencall_turn_allocations") == 2
-    assert _metric(text, "opencall_turn_allocations_created_total") == 5
-    assert _metric(text, 'opencall_turn_relayed_packets_total{direction="to_peer"}') == 7
-    assert _metric(text, 'opencall_turn_relayed_bytes_total{direction="to_client"}') == 300
-    assert _metric(text, "opencall_turn_auth_failures_total") == 1
+    assert metric(text, "opencall_relay_up") == 1
+    assert metric(text, "opencall_turn_allocations") == 2
+    assert metric(text, "opencall_turn_allocations_created_total") == 5
+    assert metric(text, 'opencall_turn_relayed_packets_total{direction="to_peer"}') == 7
+    assert metric(text, 'opencall_turn_relayed_bytes_total{direction="to_client"}') == 300
+    assert metric(text, "opencall_turn_auth_failures_total") == 1
     assert text.count("# TYPE opencall_turn_relayed_packets_total counter") == 1
     running = False
     assert monitor.state() == "down"

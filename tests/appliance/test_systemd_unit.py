@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.appliance.tools import REPO, ensure_debian_tools, self_signed
-from tests.support import Server
+from tests.appliance.tools import REPO, ensure_debian_tools
+from tests.support import Server, self_signed
 
 UNIT = REPO / "systemd" / "opencall.service"
 

@@ -32,8 +32,8 @@ from opencall.localca import (
 )
 from opencall.tls import CertificateKeeper, server_ssl_context
 from tests.appliance.oldca import write_unconstrained_ca
-from tests.appliance.tools import http_get, self_signed
-from tests.support import Server
+from tests.appliance.tools import http_get
+from tests.support import Server, self_signed
 
 
 def _served(port: int) -> x509.Certificate:

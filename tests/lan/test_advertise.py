@@ -3,7 +3,7 @@
 A LAN of its own per test (tests/lan/netlab.py) with no default route (the internet-down home LAN of issue 10):
 the box at 192.168.50.2 and fd42:50::2, later on a second network too; and a box with no LAN at all. The real
 code and a real server (the tests' config, plain HTTP) run in the box's namespace. The pure functions are tested
-in tests/test_netinfo.py.
+in tests/test_lan.py.
 """
 
 from __future__ import annotations

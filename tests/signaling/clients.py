@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections import defaultdict, deque
@@ -28,7 +27,7 @@ import httpx
 import socketio
 from socketio import packet
 
-from tests.support import Server, api_key, register
+from tests.support import Server, api_key, metric, query_db, register
 
 TRANSPORTS = ("websocket", "polling")
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # api.md "Conventions"
@@ -354,18 +353,24 @@ class Account:
         return rows[0][0] if rows else None
 
 
-def query_db(server: Server, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows straight from the server's SQLite database, as the server wrote them."""
-    connection = sqlite3.connect(server.data_dir / "opencall.db", timeout=10)
-    try:
-        return connection.execute(sql, params).fetchall()
-    finally:
-        connection.close()
-
-
 def new_account(server: Server, username: str | None = None) -> Account:
     http, name = register(server, username)
     return Account(http=http, username=name, key=api_key(http), server=server)
+
+
+async def until_sockets(server: Server, count: int) -> None:
+    """Wait until ``server`` holds ``count`` Socket.IO connections (``opencall_sockets_connected`` in /metrics).
+
+    A client's disconnect is not acknowledged: this round trip is how a test knows the server has handled it
+    before asserting what the disconnect did not do. Exact on a server with no other test's sockets."""
+    deadline = time.monotonic() + WAIT
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=WAIT) as http:
+        while True:
+            now = metric((await http.get("/metrics")).text, "opencall_sockets_connected")
+            if now == count:
+                return
+            assert time.monotonic() < deadline, f"{now:g} sockets on the server after {WAIT}s, not {count}"
+            await asyncio.sleep(0.05)
 
 
 async def gather_next(pairs: Iterable[tuple[Party, str]]) -> list[Any]:

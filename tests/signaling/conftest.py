@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.signaling.clients import TRANSPORTS, PyPeer, ensure_node_modules
-from tests.support import Server, test_config
+from tests.support import Server, serve
 
 SHORT_RING = 5  # the shortest ring_timeout the config allows
 # A call whose party disconnected waits this long for a resume (signaling.resume_grace, 15 s by default): short,
@@ -26,20 +26,20 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The signaling tests' shared server: like the root one, with a resume grace of RESUME_GRACE seconds."""
-    workdir = tmp_path_factory.mktemp("signaling")
-    running = Server(workdir, test_config(workdir, {"signaling": {"resume_grace": RESUME_GRACE}})).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "signaling", {"signaling": {"resume_grace": RESUME_GRACE}})
 
 
 @pytest.fixture(scope="session")
 def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A dedicated server with the shortest ring timeout."""
-    workdir = tmp_path_factory.mktemp("signaling-short")
-    overrides = {"ring_timeout": SHORT_RING, "signaling": {"resume_grace": RESUME_GRACE}}
-    running = Server(workdir, test_config(workdir, overrides)).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "signaling-short",
+                     {"ring_timeout": SHORT_RING, "signaling": {"resume_grace": RESUME_GRACE}})
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of the test module's own: only its sockets are on it, so :func:`until_sockets` can count them."""
+    yield from serve(tmp_path_factory, "signaling-own", {"signaling": {"resume_grace": RESUME_GRACE}})
 
 
 class Connector:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from tests.signaling.clients import CALL_ID_RE, WAIT, Account, answer, new_account, offer
+from tests.signaling.clients import CALL_ID_RE, WAIT, Account, answer, new_account, offer, until_sockets
 from tests.signaling.conftest import Connector
 from tests.support import Server
 
@@ -102,7 +102,8 @@ async def _until(viewer: Account, token: str, online: bool) -> dict[str, Any]:
         await asyncio.sleep(0.05)
 
 
-async def test_invite_look_up_reports_live_presence(server: Server, connect: Connector) -> None:
+async def test_invite_look_up_reports_live_presence(own_server: Server, connect: Connector) -> None:
+    server = own_server  # until_sockets counts every socket on it
     creator, viewer = new_account(server), new_account(server)
     response = creator.http.post("/api/invite/generate", headers={"x-api-key": creator.key})
     assert response.status_code == 200, response.text
@@ -123,7 +124,7 @@ async def test_invite_look_up_reports_live_presence(server: Server, connect: Con
     second = await connect(server, "creator-cookie", headers=creator.cookie_header)
     await second.register()
     await first.close()
-    await asyncio.sleep(0.2)
+    await until_sockets(server, 1)  # the server has handled the first socket's going
     assert _look_up(viewer, token) == online  # still one registered socket
     await second.close()
     assert await _until(viewer, token, online=False) == offline

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
-from tests.signaling.clients import ALPHABET, PyPeer, answer, candidate, gather_next, new_account, offer
+from tests.signaling.clients import (
+    ALPHABET,
+    PyPeer,
+    answer,
+    candidate,
+    gather_next,
+    new_account,
+    offer,
+    until_sockets,
+)
 from tests.signaling.conftest import Connector
 from tests.support import Server
 
@@ -221,7 +229,8 @@ async def test_multi_device_ringing_first_answer_wins(server: Server, connect: C
     assert [(c["direction"], c["status"], c["peer"]) for c in history] == [("incoming", "answered", "Alice")]
 
 
-async def test_multi_device_reject_and_one_device_leaving(server: Server, connect: Connector) -> None:
+async def test_multi_device_reject_and_one_device_leaving(own_server: Server, connect: Connector) -> None:
+    server = own_server  # until_sockets counts every socket on it
     bob = new_account(server)
     alice = await connect(server, "alice")
     phone = await connect(server, "bob-phone", auth=bob.auth)
@@ -238,7 +247,7 @@ async def test_multi_device_reject_and_one_device_leaving(server: Server, connec
     # One ringing device going away leaves the other ringing; it can still answer.
     await ring(alice, phone, laptop)
     await phone.close()
-    await asyncio.sleep(0.2)  # the server has seen the phone go (a WebSocket close is not acknowledged)
+    await until_sockets(server, 2)  # the server has handled the phone's going: alice and the laptop are left
     await laptop.sync()
     alice.assert_quiet()
     await laptop.emit("answer", {"targetCallId": a_id, "answer": answer()})

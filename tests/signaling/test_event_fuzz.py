@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.signaling.clients import CALL_ID_RE
 from tests.signaling.conftest import Connector
 from tests.signaling.event_fuzz import Fuzzer, inputs, judge
-from tests.support import NO_CALL_LIMITS, Server, test_config
+from tests.support import NO_CALL_LIMITS, Server, serve
 
 EXAMPLES = 300
 
@@ -22,10 +22,7 @@ EXAMPLES = 300
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own (its log holds only what the fuzzer caused), without the per-socket call limit."""
-    workdir = tmp_path_factory.mktemp("event-fuzz")
-    running = Server(workdir, test_config(workdir, NO_CALL_LIMITS)).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "event-fuzz", NO_CALL_LIMITS)
 
 
 @pytest.fixture(scope="module")

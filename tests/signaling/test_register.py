@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.signaling.clients import CALL_ID_RE, new_account, offer, query_db
+from tests.signaling.clients import CALL_ID_RE, new_account, offer
 from tests.signaling.conftest import Connector
-from tests.support import Server
+from tests.support import Server, query_db
 
 
 async def test_register_gives_a_call_id_and_keeps_it(server: Server, connect: Connector) -> None:

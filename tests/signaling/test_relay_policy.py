@@ -20,7 +20,7 @@ from aioice import stun as aioice_stun
 from aioice.turn import create_turn_endpoint
 
 from tests.signaling.clients import PyPeer
-from tests.support import Server, register, test_config
+from tests.support import Server, configured_server, register
 from tests.turn.support import StunClient, error_code, is_success
 
 WAIT = 5.0
@@ -30,13 +30,10 @@ ROUTER = ("192.168.1.1", 5353)
 @pytest.fixture(scope="module")
 def relay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server on the default peer policy (``call``), with small allocation quotas."""
-    workdir = tmp_path_factory.mktemp("relay-policy")
     overrides = {"turn": {"max_allocations_per_user": 3, "max_allocations_per_ip": 8}}
-    config = test_config(workdir, overrides)
-    assert "peer_policy" not in config["turn"]
-    running = Server(workdir, config).start()
-    yield running
-    running.stop()
+    with configured_server(tmp_path_factory.mktemp("relay-policy"), overrides) as running:
+        assert "peer_policy" not in running.config["turn"]
+        yield running
 
 
 class Receiver(asyncio.DatagramProtocol):

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tests.signaling.clients import WAIT, PyPeer, answer, candidate, new_account, offer
+from tests.signaling.clients import WAIT, PyPeer, answer, candidate, new_account, offer, until_sockets
 from tests.signaling.conftest import RESUME_GRACE, Connector
 from tests.signaling.test_calls import establish, ring
 from tests.support import Server
@@ -86,7 +86,8 @@ async def test_resume_takes_over_a_ringing_call(server: Server, connect: Connect
     alice.assert_quiet()  # nor peer-reconnected
 
 
-async def test_resume_after_a_clean_disconnect_within_the_grace(server: Server, connect: Connector) -> None:
+async def test_resume_after_a_clean_disconnect_within_the_grace(own_server: Server, connect: Connector) -> None:
+    server = own_server  # until_sockets counts every socket on it
     alice_account, bob_account = new_account(server), new_account(server)
     alice = await connect(server, "alice", auth=alice_account.auth)
     bob = await connect(server, "bob", auth=bob_account.auth)
@@ -97,12 +98,13 @@ async def test_resume_after_a_clean_disconnect_within_the_grace(server: Server, 
 
     await bob.close()
     gone = time.monotonic()
-    await asyncio.sleep(0.3)
+    await until_sockets(server, 2)  # the server has handled Bob's going: his seat is held
     # While Bob's seat is held, his Call ID is not online for others, and Alice is still in her call.
     assert await carol.error("call", {"targetCallId": b_id, "offer": offer()}) == f"{b_id} is not online"
     assert await carol.error("call", {"targetCallId": a_id, "offer": offer()}) == f"{a_id} is busy"
     assert await alice.error("call", {"targetCallId": carol.call_id, "offer": offer()}) == "You are already in a call"
     await alice.emit("ice-candidate", {"targetCallId": b_id, "candidate": candidate(1)})  # nobody to hear it
+    await alice.sync()
     alice.assert_quiet()
 
     bob2 = await connect(server, "bob2", auth=bob_account.auth)
@@ -147,12 +149,13 @@ async def test_no_resume_after_the_grace(server: Server, connect: Connector) -> 
     late.assert_quiet()
 
 
-async def test_the_other_party_may_hang_up_during_the_grace(server: Server, connect: Connector) -> None:
+async def test_the_other_party_may_hang_up_during_the_grace(own_server: Server, connect: Connector) -> None:
+    server = own_server  # until_sockets counts every socket on it
     alice, bob = await connect(server, "alice"), await connect(server, "bob")
     a_id, b_id = await alice.register(), await bob.register()
     await establish(alice, bob)
     await bob.close()
-    await asyncio.sleep(0.2)
+    await until_sockets(server, 1)  # the server has handled Bob's going: his seat is held
     await alice.emit("hangup", {"targetCallId": b_id})
     await alice.sync()
     # Both are free at once: Alice can be called, and Bob's new socket learns its call ended.
@@ -162,12 +165,15 @@ async def test_the_other_party_may_hang_up_during_the_grace(server: Server, conn
     await bob2.emit("call", {"targetCallId": a_id, "offer": offer()})
     assert (await alice.next("incoming-call"))["callerCallId"] == b_id
     await asyncio.sleep(RESUME_GRACE)  # the old hold's timer ends nothing
+    await alice.sync()
+    await bob2.sync()
     alice.assert_quiet()
     bob2.assert_quiet()
 
 
-async def test_a_held_account_is_busy_on_its_other_devices(server: Server, connect: Connector) -> None:
+async def test_a_held_account_is_busy_on_its_other_devices(own_server: Server, connect: Connector) -> None:
     """One call at a time per Call ID: while the phone's seat is held, the account's laptop is not free either."""
+    server = own_server  # until_sockets counts every socket on it
     bob_account = new_account(server)
     alice, carol = await connect(server, "alice"), await connect(server, "carol")
     phone = await connect(server, "bob-phone", auth=bob_account.auth)
@@ -178,7 +184,7 @@ async def test_a_held_account_is_busy_on_its_other_devices(server: Server, conne
     laptop = await connect(server, "bob-laptop", auth=bob_account.auth)
     assert await laptop.register() == b_id
     await phone.close()
-    await asyncio.sleep(0.3)
+    await until_sockets(server, 3)  # the server has handled the phone's going: its seat is held
     assert await carol.error("call", {"targetCallId": b_id, "offer": offer()}) == f"{b_id} is busy"
     assert await laptop.error("call", {"targetCallId": carol.call_id, "offer": offer()}) == "You are already in a call"
     assert await alice.next("call-ended", timeout=RESUME_GRACE + WAIT) == {}

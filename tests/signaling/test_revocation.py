@@ -13,11 +13,10 @@ from collections.abc import Callable
 import httpx
 
 from opencall.signaling.revocation import SWEEP_INTERVAL
-from tests.appliance.tools import opencall
-from tests.signaling.clients import SESSION_COOKIE, WAIT, Account, PyPeer, answer, new_account, offer, query_db
+from tests.signaling.clients import SESSION_COOKIE, WAIT, Account, PyPeer, answer, new_account, offer
 from tests.signaling.conftest import Connector
 from tests.signaling.test_calls import establish
-from tests.support import Server
+from tests.support import Server, query_db, run_cli
 
 INVALID_KEY = {"message": "Invalid API key"}
 # A revocation by another process reaches the sockets at the server's next sweep; the rest is slack for a busy box.
@@ -44,7 +43,7 @@ async def _logged(server: Server, text: str) -> None:
 
 
 async def _user_command(server: Server, *args: str, stdin: str = "") -> str:
-    result = await asyncio.to_thread(opencall, "user", *args, config=server.config_path, stdin=stdin)
+    result = await asyncio.to_thread(run_cli, "user", *args, config=server.config_path, stdin=stdin)
     assert result.returncode == 0, (result.stdout, result.stderr)
     return result.stdout
 

@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tests.signaling.clients import RawPolling, answer, new_account, offer, query_db
+from tests.signaling.clients import RawPolling, answer, new_account, offer
 from tests.signaling.conftest import Connector
-from tests.support import Server
+from tests.support import Server, query_db
 
 
 async def test_stop_does_not_hang_on_a_polling_client_that_went_away(

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.signaling.clients import Account, PyPeer, answer, new_account, offer, query_db
+from tests.signaling.clients import Account, PyPeer, answer, new_account, offer
 from tests.signaling.conftest import SHORT_RING, Connector
-from tests.support import Server, test_config
+from tests.support import Server, query_db, serve
 
 LIMITS = {"calls_per_caller": 4, "calls_per_ip": 10000, "rings_per_callee": 2}
 
@@ -23,10 +23,7 @@ LIMITS = {"calls_per_caller": 4, "calls_per_ip": 10000, "rings_per_callee": 2}
 def ring_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The shortest ring timeout and small call limits (the tests below use distinct callers and callees, so
     each meets only the limit it is about)."""
-    workdir = tmp_path_factory.mktemp("who-may-ring")
-    running = Server(workdir, test_config(workdir, {"ring_timeout": SHORT_RING, "rate_limits": LIMITS})).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "who-may-ring", {"ring_timeout": SHORT_RING, "rate_limits": LIMITS})
 
 
 def browser(server: Server) -> dict[str, str]:

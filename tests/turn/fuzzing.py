@@ -31,7 +31,7 @@ from aioice.stun import COOKIE, Class, Message, Method, message_fingerprint
 from aioice.turn import make_integrity_key
 
 from tests.turn.support import REALM, credentials, sign, start_relay
-from turn import TurnServer, stun
+from turn import TurnServer, indications, stun
 from turn.handlers import Client
 
 SEEDS_DIR = Path(__file__).parent / "seeds"
@@ -147,7 +147,7 @@ def _mutate(op: str, rng: random.Random, message_type: int, attributes: Attribut
         for _ in range(rng.choice((1, 2, 16, 63, 100))):
             host = rng.choice(("127.0.0.1", "10.0.0.1", "0.0.0.0", "255.255.255.255", "::1", "::ffff:127.0.0.1",
                                "fe80::1", "2001:db8::1", "64:ff9b::7f00:1", "224.0.0.251"))
-            value = stun.xor_peer_address((host, rng.choice((0, 1, 53, 1023, 3478, 50000, 65535))),
+            value = indications.xor_peer_address((host, rng.choice((0, 1, 53, 1023, 3478, 50000, 65535))),
                                           transaction_id)[4:]
             attributes.insert(index, (0x0012, value))
     elif op == "lifetime":

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
@@ -14,13 +12,10 @@ from typing import Any
 
 from aioice.stun import Class, Message, Method, message_fingerprint, message_integrity
 from aioice.turn import UDP_TRANSPORT, make_integrity_key
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.support import free_port
-from turn import RelayConfig, TurnServer, make_credentials, stun
+from tests.support import self_signed as shared_self_signed
+from turn import RelayConfig, TurnServer, indications, make_credentials, stun
 from turn.framing import StreamFramer
 
 SECRET = "test-secret"
@@ -66,27 +61,9 @@ def credentials(user: str = "alice", ttl: int = 3600, now: float | None = None) 
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate and key for 127.0.0.1, written to ``tmp``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
+    """A certificate and key for 127.0.0.1 written to ``tmp`` (tests.support's, valid a day)."""
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption())
-    )
+    shared_self_signed(cert_path, key_path, days=1)
     return cert_path, key_path
 
 
@@ -212,7 +189,7 @@ class StunClient:
         """CreatePermission with one XOR-PEER-ADDRESS per peer (several attributes of the same type)."""
         assert self.nonce is not None and self.key is not None
         message = Message(Method.CREATE_PERMISSION, Class.REQUEST)
-        encoded = b"".join(stun.xor_peer_address(peer, message.transaction_id) for peer in peers)
+        encoded = b"".join(indications.xor_peer_address(peer, message.transaction_id) for peer in peers)
         message.attributes.update(USERNAME=self.username, REALM=self.realm, NONCE=self.nonce)
         data = stun.encode(message, None, fingerprint=False)
         # Splice the XOR-PEER-ADDRESS attributes in after the header, then sign the whole.

@@ -47,7 +47,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
         ({"secret": "x", "listen": "127.0.0.1", "tls_port": 5349}, "tls_port: needs"),
         ({"secret": "x", "listen": "localhost"}, "listen: must be an IP address"),
         ({"secret": "x", "listen": "127.0.0.1", "port": "3478"}, "port: must be an integer"),
-        ({"secret": 12, "listen": "127.0.0.1"}, "secret: must be a string"),
+        ({"secret": 12, "listen": "127.0.0.1"}, "secret: must be a non-empty string"),
         ({"secret": "x", "listen": "127.0.0.1", "unauthenticated_rate": "fast"}, "must be a number"),
         ({"secret": "x", "listen": "127.0.0.1", "allocation_lifetime": 7200}, "allocation_lifetime"),
     ],

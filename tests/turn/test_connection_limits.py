@@ -194,7 +194,7 @@ async def test_client_that_never_reads_is_paused_and_bounded_while_others_are_se
         pipelined = b"".join(binding[:8] + bytes(12 - 4) + i.to_bytes(4, "big") for i in range(20000))
         hog.transport.write(pipelined)  # 20,000 requests, ~1.2 MB of replies
         await wait_until(lambda: relay.counters.connections_paused >= 1, timeout=5.0)
-        (connection,) = [c for c in relay._connections if c.client is not None and
+        (connection,) = [c for c in relay.connections if c.client is not None and
                          c.client.five_tuple[2] == hog.local_address]
         assert connection.transport.get_write_buffer_size() <= limit + 4096
         other = await StunClient.connect(stream_address(relay), "tcp")

@@ -18,7 +18,7 @@ from aioice.turn import make_integrity_key
 
 from tests.turn.fuzzing import join
 from tests.turn.support import REALM, StunClient, credentials, error_code, is_success, sign, start_relay
-from turn import TurnServer, stun
+from turn import TurnServer, indications, stun
 from turn.framing import MAX_FRAME, channel_data
 
 FLOOD_ATTRIBUTES = 16_000
@@ -32,8 +32,8 @@ def attribute_flood(count: int = FLOOD_ATTRIBUTES) -> bytes:
 
 def worst_shapes() -> dict[str, bytes]:
     """The costliest messages per byte we know of, each near the size limit of one datagram."""
-    peer = stun.xor_peer_address(("2001:db8::1", 5000), bytes(12))[4:]
-    peer4 = stun.xor_peer_address(("127.0.0.1", 5000), bytes(12))[4:]
+    peer = indications.xor_peer_address(("2001:db8::1", 5000), bytes(12))[4:]
+    peer4 = indications.xor_peer_address(("127.0.0.1", 5000), bytes(12))[4:]
     return {
         "attribute flood": attribute_flood(),
         "63 IPv6 peers": join(0x0008, bytes(12), [(0x0012, peer)] * 63),
@@ -62,7 +62,7 @@ def test_decoding_a_64k_message_costs_under_a_millisecond(name: str) -> None:
     assert len(data) > 1500 if name == "63 IPv6 peers" else len(data) > 60_000
 
     def refuse() -> None:
-        stun.parse_send_indication(data)  # the fast path of Send indications from allocations
+        indications.parse_send_indication(data)  # the fast path of Send indications from allocations
         with contextlib.suppress(ValueError):
             stun.decode(data)
 
@@ -230,7 +230,7 @@ def signed_request(client: StunClient, method_type: int, attributes: list[tuple[
 
 def peer_for(transaction_id: bytes) -> bytes:
     """XOR-PEER-ADDRESS 127.0.0.1:9999 for a request with ``transaction_id``."""
-    return stun.xor_peer_address(("127.0.0.1", 9999), transaction_id)[4:]
+    return indications.xor_peer_address(("127.0.0.1", 9999), transaction_id)[4:]
 
 
 @pytest.fixture

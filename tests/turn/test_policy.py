@@ -21,7 +21,8 @@ from tests.turn.support import (
     start_relay,
 )
 from turn import stun
-from turn.policy import PeerPolicy, RateLimiter, canonical_ip, parse_networks
+from turn.budget import TokenBuckets
+from turn.policy import PeerPolicy, canonical_ip, parse_networks
 from turn.server import AMPLIFICATION, build_peer_policy
 
 DENIED_BY_DEFAULT = [
@@ -164,9 +165,9 @@ async def test_own_ports_are_denied_on_a_live_relay_that_allows_loopback() -> No
         await relay.stop()
 
 
-def test_rate_limiter() -> None:
+def test_token_buckets() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rate=2, burst=3, clock=clock, max_keys=2)
+    limiter = TokenBuckets(rate=2, burst=3, clock=clock, max_keys=2)
     assert [limiter.allow("a") for _ in range(4)] == [True, True, True, False]
     assert limiter.allow("b")
     assert not limiter.allow("c")  # the table is full of buckets that have not refilled

@@ -48,6 +48,14 @@ class Peer(asyncio.DatagramProtocol):
         self.received.put_nowait((data, addr[:2]))
 
 
+async def allocations_drop_to_zero(relay: TurnServer, timeout: float = 2.0) -> None:
+    """Wait until the relay holds no allocation (a closed connection's goes at once, but asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while relay.counters.allocations:
+        assert asyncio.get_running_loop().time() < deadline, "the allocation outlived its connection"
+        await asyncio.sleep(0.005)
+
+
 async def make_peer() -> tuple[Peer, tuple[str, int]]:
     _, peer = await asyncio.get_running_loop().create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0))
     return peer, peer.transport.get_extra_info("sockname")
@@ -76,8 +84,7 @@ async def test_binding_and_allocation_over_tls(tmp_path: Path) -> None:
         assert is_success(await client.allocate())
         assert relay.counters.allocations == 1
         client.close()
-        await asyncio.sleep(0.1)
-        assert relay.counters.allocations == 0  # the allocation goes with its connection
+        await allocations_drop_to_zero(relay)  # the allocation goes with its connection
     finally:
         await relay.stop()
 
@@ -340,11 +347,9 @@ async def test_send_and_data_indications(relay: TurnServer, kind: str) -> None:
     client = await logged_in(relay, kind=kind)
     relayed = (await client.allocate()).attributes["XOR-RELAYED-ADDRESS"]
     send = Message(Method.SEND, Class.INDICATION, attributes={"XOR-PEER-ADDRESS": peer_address, "DATA": b"x"})
-    client.send_raw(stun.encode(send, fingerprint=False))
-    await asyncio.sleep(0.1)
-    assert peer.received.empty()  # no permission yet (RFC 8656 §11.2)
+    client.send_raw(stun.encode(send, fingerprint=False))  # no permission yet (RFC 8656 §11.2): dropped, so ...
     assert is_success(await client.create_permission(peer_address))
-    for payload in (b"a", b"ab", b"abc", b"abcd", b"hello"):
+    for payload in (b"a", b"ab", b"abc", b"abcd", b"hello"):  # ... the first data the peer gets is b"a"
         send.transaction_id = bytes(12)
         send.attributes["DATA"] = payload
         client.send_raw(stun.encode(send, fingerprint=False))
@@ -380,8 +385,8 @@ async def test_channel_data_both_ways(relay: TurnServer, kind: str) -> None:
     if kind == "udp":
         client.send_raw(struct.pack("!HH", 0x4321, 10) + b"short")
     client.send_raw(channel_data(0x4322, b"nobody"))
-    await asyncio.sleep(0.1)
-    assert peer.received.empty()
+    client.send_raw(channel_data(0x4321, b"marker"))  # the next thing the peer gets, if the others were dropped
+    assert await asyncio.wait_for(peer.received.get(), 2) == (b"marker", relayed)
     client.close()
     peer.transport.close()
 
@@ -392,9 +397,12 @@ async def test_data_from_peers_without_permission_is_dropped(relay: TurnServer) 
     relayed = (await client.allocate()).attributes["XOR-RELAYED-ADDRESS"]
     assert is_success(await client.create_permission(("127.0.0.9", 1)))  # another peer's IP
     peer.transport.sendto(b"unsolicited", relayed)  # type: ignore[attr-defined]
-    await asyncio.sleep(0.1)
-    assert client.received.empty()
-    assert relay.counters.packets_to_clients == 0
+    # The marker: once this peer has a permission, its next packet is the first the client hears of it.
+    assert is_success(await client.create_permission(peer.transport.get_extra_info("sockname")))  # type: ignore[attr-defined]
+    peer.transport.sendto(b"marker", relayed)  # type: ignore[attr-defined]
+    indication = stun.decode(await asyncio.wait_for(client.received.get(), 2))
+    assert indication.attributes["DATA"] == b"marker"
+    assert relay.counters.packets_to_clients == 1
     client.close()
     peer.transport.close()
 
@@ -404,8 +412,7 @@ async def test_tcp_allocation_is_deleted_when_the_connection_closes(relay: TurnS
     assert is_success(await client.allocate())
     assert relay.counters.allocations == 1
     client.close()
-    await asyncio.sleep(0.1)
-    assert relay.counters.allocations == 0
+    await allocations_drop_to_zero(relay)
 
 
 async def test_stream_garbage_closes_the_connection(relay: TurnServer) -> None:

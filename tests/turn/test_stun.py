@@ -8,7 +8,7 @@ import struct
 import pytest
 from aioice.stun import Class, Message, Method, message_fingerprint, message_integrity, parse_message
 
-from turn import stun
+from turn import indications, stun
 from turn.framing import StreamFramer, channel_data, is_channel_data, parse_channel_data
 
 
@@ -159,8 +159,8 @@ def test_change_request_is_unknown_to_a_relay() -> None:
 
 def test_first_instance_wins_and_every_peer_is_kept() -> None:
     tid = b"P" * 12
-    first = stun.xor_peer_address(("10.0.0.1", 1000), tid)
-    second = stun.xor_peer_address(("10.0.0.2", 2000), tid)
+    first = indications.xor_peer_address(("10.0.0.1", 1000), tid)
+    second = indications.xor_peer_address(("10.0.0.2", 2000), tid)
     data = raw_message(0x0008, [(0x000D, b"\x00\x00\x00\x01"), (0x000D, b"\x00\x00\x00\x02")], tid)
     data = data[:2] + (len(data) - 20 + len(first) + len(second)).to_bytes(2, "big") + data[4:] + first + second
     decoded = stun.decode(data)
@@ -205,7 +205,22 @@ def test_turn_attributes_roundtrip(name: str, value: object) -> None:
     message = Message(Method.ALLOCATE, Class.RESPONSE, attributes={name: value})
     encoded = stun.encode(message)
     assert stun.decode(encoded).attributes[name] == value
-    assert parse_message(encoded).attributes[name] == value  # aioice's table knows them too now
+    assert name not in parse_message(encoded).attributes  # they live in our table: aioice's stays as it ships
+
+
+def test_encode_matches_aioice_and_leaves_the_message_alone() -> None:
+    """Where aioice knows every attribute, our encoder writes its bytes; the message is not changed."""
+    attributes = {"USERNAME": "u", "XOR-MAPPED-ADDRESS": ("2001:db8::7", 40001), "LIFETIME": 600}
+    message = Message(Method.ALLOCATE, Class.RESPONSE, attributes=dict(attributes))
+    reference = Message(Method.ALLOCATE, Class.RESPONSE, message.transaction_id, dict(attributes))
+    reference.add_message_integrity(b"key")
+    assert stun.encode(message, b"key") == bytes(reference)
+    assert message.attributes == attributes
+    reference = Message(Method.ALLOCATE, Class.RESPONSE, message.transaction_id, dict(attributes))
+    reference.add_fingerprint()
+    assert stun.encode(message) == bytes(reference)
+    assert stun.encode(message, fingerprint=False) == bytes(Message(Method.ALLOCATE, Class.RESPONSE,
+                                                                      message.transaction_id, dict(attributes)))
 
 
 def test_error_response_has_reason() -> None:
@@ -220,7 +235,7 @@ def test_error_response_has_reason() -> None:
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 160])
 def test_data_indication_matches_aioice_encoding(peer: tuple[str, int], size: int) -> None:
     data = bytes(range(size))
-    encoded = stun.data_indication(peer, data)
+    encoded = indications.data_indication(peer, data)
     decoded = stun.decode(encoded)
     reference = Message(Method.DATA, Class.INDICATION, decoded.message.transaction_id,
                         {"XOR-PEER-ADDRESS": peer, "DATA": data})
@@ -256,19 +271,19 @@ def test_stream_framer_rejects_garbage() -> None:
 
 
 def send_indication(attributes: dict[str, object]) -> bytes:
-    return bytes(Message(Method.SEND, Class.INDICATION, attributes=attributes))
+    return stun.encode(Message(Method.SEND, Class.INDICATION, attributes=attributes), fingerprint=False)
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 4, 160])
 def test_send_indication_fast_path_agrees_with_decode(size: int) -> None:
     payload = bytes(range(size))
     data = send_indication({"XOR-PEER-ADDRESS": ("192.0.2.9", 3479), "DATA": payload, "SOFTWARE": "x"})
-    assert stun.parse_send_indication(data) == (("192.0.2.9", 3479), payload)
+    assert indications.parse_send_indication(data) == (("192.0.2.9", 3479), payload)
     message = Message(Method.SEND, Class.INDICATION, attributes={"XOR-PEER-ADDRESS": ("192.0.2.9", 3479),
                                                                   "DATA": payload})
     with_fingerprint = stun.encode(message)
-    assert stun.parse_send_indication(with_fingerprint) == (("192.0.2.9", 3479), payload)
-    assert stun.parse_send_indication(with_fingerprint[:-1] + bytes([with_fingerprint[-1] ^ 1])) is None
+    assert indications.parse_send_indication(with_fingerprint) == (("192.0.2.9", 3479), payload)
+    assert indications.parse_send_indication(with_fingerprint[:-1] + bytes([with_fingerprint[-1] ^ 1])) is None
 
 
 @pytest.mark.parametrize(
@@ -282,11 +297,11 @@ def test_send_indication_fast_path_agrees_with_decode(size: int) -> None:
     ],
 )
 def test_send_indication_fast_path_leaves_the_rest_to_decode(attributes: dict[str, object]) -> None:
-    assert stun.parse_send_indication(send_indication(attributes)) is None
+    assert indications.parse_send_indication(send_indication(attributes)) is None
 
 
 def test_fast_path_rejects_other_messages() -> None:
-    assert stun.parse_send_indication(SAMPLE_REQUEST) is None
+    assert indications.parse_send_indication(SAMPLE_REQUEST) is None
     data = send_indication({"XOR-PEER-ADDRESS": ("192.0.2.9", 1), "DATA": b"x"})
-    assert stun.parse_send_indication(data[:-1]) is None
-    assert stun.parse_send_indication(data + b"\x00\x00\x00\x00") is None
+    assert indications.parse_send_indication(data[:-1]) is None
+    assert indications.parse_send_indication(data + b"\x00\x00\x00\x00") is None

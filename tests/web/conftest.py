@@ -1,7 +1,7 @@
 """Browser fixtures: Debian's Chromium driven by Playwright for Python, against the real server.
 
 Never `playwright install`: the tests use /usr/bin/chromium (apt-get install -y chromium), with the flags of
-design.md (fake microphone, no permission prompts, loopback ICE candidates allowed).
+docs/architecture.md, "Pitfalls" (fake microphone, no permission prompts, loopback ICE candidates allowed).
 
 Every page runs under the server's own Content-Security-Policy and Permissions-Policy (opencall/api/headers.py),
 and a test fails at teardown on any violation of them (:func:`watch_policies`).

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Locator, expect
 
-from tests.support import Server, test_config
+from tests.support import Server, serve
 from tests.web.conftest import Tab
 from tests.web.helpers import history_items, register_in_ui, unique, wait_for, wait_home_with, wait_in_call
 
@@ -28,10 +28,7 @@ COUNT_RINGS = """() => {
 @pytest.fixture(scope="module")
 def ringing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose unanswered (and refused) calls end after RING_TIMEOUT seconds."""
-    workdir = tmp_path_factory.mktemp("ringing")
-    running = Server(workdir, test_config(workdir, {"ring_timeout": RING_TIMEOUT})).start()
-    yield running
-    running.stop()
+    yield from serve(tmp_path_factory, "ringing", {"ring_timeout": RING_TIMEOUT})
 
 
 def signed_in_home(open_tab, server: Server, prefix: str, size: str = "desktop") -> tuple[Tab, str, str]:

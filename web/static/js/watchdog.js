@@ -1,6 +1,6 @@
 // Media watchdog, during an answered call: inbound audio packets are counted every CHECK_EVERY_MS; when none
 // arrived for STALL_AFTER_MS the network may have changed under us, long before ICE or TCP say so (a phone
-// roaming to another subnet). It only tells: phone.js decides what a stall means. Once per stall: it fires
+// roaming to another subnet). It only tells: recovery.js decides what a stall means. Once per stall: it fires
 // again only after packets flowed again.
 
 const CHECK_EVERY_MS = 500;
