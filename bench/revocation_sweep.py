@@ -40,7 +40,7 @@ from opencall.db.models import ApiKey, Session, User
 from opencall.db.setup import close_database, open_database
 from opencall.services.accounts import new_api_key, password_stamp, token_hash
 from opencall.services.clock import utcnow
-from opencall.signaling.registry import Peer
+from opencall.signaling.live import Peer
 from opencall.signaling.revocation import SWEEP_INTERVAL, revoked
 from tests.support import Server, api_key, register, test_config
 

@@ -25,7 +25,7 @@ SLOW = ("lan/", "web/", "appliance/test_deb.py", "appliance/test_systemd_contain
         "signaling/test_calls.py", "test_cli.py", "test_cli_failures.py", "test_connection_limits.py",
         "api/test_schema_fuzz.py", "signaling/test_event_fuzz.py", "turn/test_connection_limits.py",
         "appliance/test_doctor.py", "test_dual_stack.py", "appliance/test_ca_constraints.py",
-        "signaling/test_who_may_ring.py", "signaling/test_revocation.py")
+        "signaling/test_who_may_ring.py", "signaling/test_revocation.py", "signaling/test_auth.py")
 # What needs root (`pytest -m "not root"` leaves it out): network namespaces (tests/lan), installing the .deb on
 # this host, and booting containers (systemd-nspawn); a test of its own that needs root carries @pytest.mark.root.
 ROOT = ("lan/", "appliance/test_deb.py", "appliance/test_systemd_container.py", "appliance/test_upgrade.py",

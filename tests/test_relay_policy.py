@@ -11,8 +11,8 @@ from opencall.relay.policy import SELF_TEST_PRINCIPAL, CallRelayPolicy
 from opencall.services.announced import MAX_ADDRESSES, Announced, candidate_address, ice_ufrags, sdp_addresses
 from opencall.services.anonymous import AnonymousIds
 from opencall.services.identity import account_principal
-from opencall.signaling.live import LiveCall
-from opencall.signaling.registry import Peer, Registry
+from opencall.signaling.live import LiveCall, Peer
+from opencall.signaling.registry import Registry
 
 HOST = "candidate:842163049 1 udp 2122260223 192.168.1.20 54400 typ host generation 0 ufrag EsAw network-id 1"
 SRFLX = ("candidate:1 1 udp 1686052607 203.0.114.7 61000 typ srflx raddr 192.168.1.20 rport 54400 generation 0")

@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from turn.framing import PADDING, FrameTooLarge, StreamFramer
 from turn.gate import GLOBAL_LIMIT
 from turn.handlers import Client
+from turn.host import RelayHost
 from turn.listen import client_address
 from turn.tlsaccept import secure
-
-if TYPE_CHECKING:
-    from turn.server import TurnServer
 
 # Frames of one TCP/TLS connection handled per callback of the event loop: 64 Binding requests are ~3 ms
 # (40-60 µs each). The loop hands over up to 256 KB per read, 12,800 pipelined Bindings, half a second
@@ -42,7 +40,7 @@ class StreamConnection(asyncio.Protocol):
       the rest is handled, in order, from ``loop.call_soon``; not while writing is paused.
     """
 
-    def __init__(self, server: TurnServer, kind: str, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, server: RelayHost, kind: str, tls: ssl.SSLContext | None = None) -> None:
         self.server = server
         self.kind = kind
         self.tls = tls

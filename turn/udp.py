@@ -7,19 +7,17 @@ lookup for the channel and one ``sendto`` to the peer; the rest goes to :meth:`T
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from turn.handlers import Client
+from turn.host import RelayHost
 from turn.listen import client_address
-
-if TYPE_CHECKING:
-    from turn.server import TurnServer
 
 
 class UdpListener(asyncio.DatagramProtocol):
     """STUN and TURN over UDP on the listening port, with the ChannelData fast path."""
 
-    def __init__(self, server: TurnServer) -> None:
+    def __init__(self, server: RelayHost) -> None:
         self.server = server
         self.routes = server.routes
         self.counters = server.counters

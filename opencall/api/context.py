@@ -8,11 +8,10 @@ from typing import Any
 from sanic import Request
 
 from opencall.composition import AppServices
+from opencall.cookie_names import ANON_COOKIE, SESSION_COOKIE
 from opencall.db.models import User
 from opencall.services.errors import InvalidInput, NotAuthenticated
 
-SESSION_COOKIE = "opencall_session"
-ANON_COOKIE = "opencall_anon"
 NOT_AUTHENTICATED = "Not authenticated"
 
 

@@ -24,8 +24,8 @@ import weakref
 from collections.abc import Iterable
 
 from opencall.services.announced import ip_of
-from opencall.signaling.live import LiveCall
-from opencall.signaling.registry import Peer, Registry
+from opencall.signaling.live import LiveCall, Peer
+from opencall.signaling.registry import Registry
 from turn.policy import embedded_ipv4, special_network
 
 log = logging.getLogger("opencall.relay")

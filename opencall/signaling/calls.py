@@ -27,9 +27,9 @@ from opencall.services.callids import is_assigned, new_call_id
 from opencall.services.clock import utcnow
 from opencall.services.ringing import RingingLimits
 from opencall.signaling import payloads
-from opencall.signaling.live import LiveCall, Outbox, Refusal
+from opencall.signaling.live import LiveCall, Outbox, Peer, Refusal
 from opencall.signaling.payloads import CallError
-from opencall.signaling.registry import Peer, Registry
+from opencall.signaling.registry import Registry
 from opencall.signaling.sessions import SocketSessions
 
 log = logging.getLogger("opencall.signaling")

@@ -1,5 +1,6 @@
-"""A call as the state machine holds it while it lives (ringing → active → ended), and the seat of a party whose
-socket went away; the records of finished calls are services/call_records.py's."""
+"""What lives while sockets are connected: a socket (:class:`Peer`), a call as the state machine holds it
+(ringing → active → ended), and the seat of a party whose socket went away. The records of finished calls are
+services/call_records.py's; who is connected, registry.py's."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from opencall.signaling.registry import Peer
+from opencall.services.announced import Announced
 
 # Whether the account ``owner_id`` refuses a call from Call ID ``call_id`` placed by ``principal``, signed in or not.
 Refusal = Callable[[int, str, "str | None", bool], Awaitable[bool]]
@@ -25,6 +25,31 @@ class Outbox(Protocol):
 
 
 State = Literal["ringing", "active", "ended"]
+
+
+@dataclass(eq=False)
+class Peer:
+    """One connected socket. ``call_id`` is set once it has registered."""
+
+    sid: str
+    user_id: int | None
+    username: str | None
+    api_key_hash: str | None  # the key it authenticated with; None for cookie or anonymous sockets
+    ip: str
+    session_hash: str | None = None  # SHA-256 of the session token it authenticated with (cookie sockets)
+    password_stamp: str | None = field(default=None, repr=False)  # the account's password when it authenticated
+    principal: str | None = None  # the relay user id of the account or anonymous browser behind it
+    call_id: str | None = None
+    display_name: str | None = None
+    call: LiveCall | None = field(default=None, repr=False)  # the call this socket takes part in
+    resume_key: str | None = field(default=None, repr=False)  # SHA-256 of its live resume token
+    resumable: bool = True  # False once the server drops it on purpose (its API key was rotated)
+    announced: Announced = field(default_factory=Announced, repr=False)  # its addresses in its current call
+
+    @property
+    def shown_name(self) -> str | None:
+        """The name to show others: the display name, else the account's username."""
+        return self.display_name or self.username
 
 
 @dataclass(eq=False)

@@ -3,39 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from opencall.services.announced import Announced
 from opencall.services.identity import Identity, verified_label
-
-if TYPE_CHECKING:
-    from opencall.signaling.live import LiveCall
-
-
-@dataclass(eq=False)
-class Peer:
-    """One connected socket. ``call_id`` is set once it has registered."""
-
-    sid: str
-    user_id: int | None
-    username: str | None
-    api_key_hash: str | None  # the key it authenticated with; None for cookie or anonymous sockets
-    ip: str
-    session_hash: str | None = None  # SHA-256 of the session token it authenticated with (cookie sockets)
-    password_stamp: str | None = field(default=None, repr=False)  # the account's password when it authenticated
-    principal: str | None = None  # the relay user id of the account or anonymous browser behind it
-    call_id: str | None = None
-    display_name: str | None = None
-    call: LiveCall | None = field(default=None, repr=False)  # the call this socket takes part in
-    resume_key: str | None = field(default=None, repr=False)  # SHA-256 of its live resume token
-    resumable: bool = True  # False once the server drops it on purpose (its API key was rotated)
-    announced: Announced = field(default_factory=Announced, repr=False)  # its addresses in its current call
-
-    @property
-    def shown_name(self) -> str | None:
-        """The name to show others: the display name, else the account's username."""
-        return self.display_name or self.username
+from opencall.signaling.live import Peer
 
 
 class Registry:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from opencall.signaling.registry import Peer
+from opencall.signaling.live import Peer
 
 TOKEN_BYTES = 24
 TOKEN_MAX = 128  # longer than any token we issue: not worth hashing

@@ -21,7 +21,7 @@ from opencall.services.accounts import password_stamp
 from opencall.services.clock import utcnow
 from opencall.services.tasks import cancel
 from opencall.signaling.calls import CallService
-from opencall.signaling.registry import Peer
+from opencall.signaling.live import Peer
 
 log = logging.getLogger("opencall.signaling")
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from opencall.services.clock import utcnow
 from opencall.services.ratelimit import TokenBucket
-from opencall.signaling.live import Hold, LiveCall, Outbox
+from opencall.signaling.live import Hold, LiveCall, Outbox, Peer
 from opencall.signaling.payloads import CallError
-from opencall.signaling.registry import Peer, Registry
+from opencall.signaling.registry import Registry
 from opencall.signaling.resume import ResumeTokens
 
 log = logging.getLogger("opencall.signaling")

@@ -11,15 +11,15 @@ import engineio.payload
 import socketio
 from sanic import Sanic
 
-from opencall.api.context import ANON_COOKIE, SESSION_COOKIE
+from opencall.cookie_names import ANON_COOKIE, SESSION_COOKIE
 from opencall.origins import is_own_origin
 from opencall.services.accounts import Accounts, password_stamp, token_hash
 from opencall.services.anonymous import AnonymousIds
 from opencall.services.errors import ServiceError
 from opencall.services.identity import account_principal
 from opencall.signaling.calls import CallService
+from opencall.signaling.live import Peer
 from opencall.signaling.manager import DirectManager
-from opencall.signaling.registry import Peer
 
 log = logging.getLogger("opencall.signaling")
 
