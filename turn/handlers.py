@@ -20,7 +20,7 @@ from turn.config import RelayConfig
 from turn.counters import Counters
 from turn.framing import CHANNEL_MAX, CHANNEL_MIN
 from turn.policy import PeerAuthorizer, PeerPolicy, canonical_ip
-from turn.relay import RESERVATION_LIFETIME, CapacityError
+from turn.relay import RESERVATION_LIFETIME, CapacityError, ClientSend
 
 logger = logging.getLogger("turn")
 
@@ -31,7 +31,7 @@ class Client:
 
     five_tuple: FiveTuple
     address: Address  # the client's (host, port), as XOR-MAPPED-ADDRESS reports it
-    sendto: Callable[[bytes, Any], None]  # sendto(data, reply_to) reaches the client
+    sendto: ClientSend  # sendto(data, reply_to) reaches the client
     reply_to: Any  # the address argument for ``sendto``, as the socket gave it
     spoofable: bool  # UDP: the source address is unverified, so unauthenticated replies are limited
 

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from aioice.stun import Class, Method
 
@@ -30,7 +30,7 @@ from turn.indications import parse_send_indication
 from turn.listen import listening_sockets
 from turn.netinfo import host_interfaces
 from turn.policy import MIN_PEER_PORT, IPNetwork, PeerAuthorizer, PeerPolicy, parse_networks
-from turn.relay import CapacityError, RelayPorts, RelayProtocol, RelayProtocol6, set_dont_fragment
+from turn.relay import CapacityError, PeerSocket, RelayPorts, set_dont_fragment
 from turn.routes import Route, route_key
 from turn.stream import StreamConnection
 from turn.udp import UdpListener
@@ -101,7 +101,7 @@ class TurnServer:
         self.counters.input_budget_rate = config.unauthenticated_input_rate
         self.counters.input_budget_burst = config.unauthenticated_input_burst
         self.handlers: Handlers | None = None
-        self._udp: list[asyncio.DatagramTransport] = []  # one per listening address; replies leave by the same
+        self._udp: list[UdpListener] = []  # one per listening address; replies leave by the same
         self._stream_servers: list[asyncio.Server] = []
         self.connections: set[StreamConnection] = set()  # open TCP/TLS clients
         self.gate = ConnectionGate(config.max_connections, config.max_connections_per_ip)
@@ -113,12 +113,12 @@ class TurnServer:
     @property
     def running(self) -> bool:
         """Whether the relay is started and its UDP listeners are open."""
-        return self.handlers is not None and bool(self._udp) and not any(udp.is_closing() for udp in self._udp)
+        return self.handlers is not None and bool(self._udp) and not any(udp.closed for udp in self._udp)
 
     @property
     def listening(self) -> list[str]:
         """The addresses the UDP listeners are bound to, e.g. ``["0.0.0.0", "::"]``; empty when stopped."""
-        return [udp.get_extra_info("sockname")[0] for udp in self._udp]
+        return [udp.local[0] for udp in self._udp]
 
     async def start(self) -> None:
         """Open the listeners (UDP and TCP on ``port``, TLS on ``tls_port``); raises OSError if a port is taken.
@@ -147,9 +147,9 @@ class TurnServer:
             for sock in udp:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTENER_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_BUFFER)
-                transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(self), sock=sock)
+                sock.setblocking(False)
+                self._udp.append(UdpListener(self, sock))
                 pending.remove(sock)
-                self._udp.append(transport)
             for kind, sockets, context in (("tcp", tcp, None), ("tls", tls_sockets, tls)):
                 for sock in sockets:
                     # Plain TCP servers: StreamConnection does the TLS handshake itself (turn.tlsaccept), so a
@@ -188,12 +188,9 @@ class TurnServer:
             self.release(allocation)
         for ports in self.ports.values():
             ports.close()
-        listeners = [cast(UdpListener, udp.get_protocol()) for udp in self._udp]
         for udp in self._udp:
-            udp.close()
+            udp.close()  # at once: the port is free when this returns
         self._udp.clear()
-        for listener in listeners:
-            await listener.closed  # transports close on a later loop iteration: the ports are free after it
         self.handlers = None
 
     # The RelaySockets side of the handlers.
@@ -209,17 +206,13 @@ class TurnServer:
         try:
             if allocation.dont_fragment:
                 set_dont_fragment(sock)
-            protocol = RelayProtocol6 if sock.family == socket.AF_INET6 else RelayProtocol
-            loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: protocol(allocation, client.sendto, client.reply_to, self.counters), sock=sock
-            )
+            relay = PeerSocket(sock, allocation, client.sendto, client.reply_to, self.counters)
         except BaseException:
             sock.close()
             raise
-        allocation.relay = transport
+        allocation.relay = relay
         allocation.relayed = sock.getsockname()[:2]
-        self.routes[self._route_key(allocation)] = Route(allocation, transport.sendto)
+        self.routes[self._route_key(allocation)] = Route(allocation, relay)
 
     def _take_reservation(self, token: bytes) -> tuple[int, socket.socket]:
         for family, ports in self.ports.items():
@@ -243,13 +236,12 @@ class TurnServer:
     def set_dont_fragment(self, allocation: Allocation) -> None:
         """Set DF on ``allocation``'s relay socket for the rest of its life."""
         if allocation.relay is not None:
-            sock = allocation.relay.get_extra_info("socket")
-            set_dont_fragment(sock)
+            allocation.relay.set_dont_fragment()
             allocation.dont_fragment = True
 
     # Requests and indications.
 
-    def relay_send_indication(self, route: Route, data: bytes) -> bool:
+    def relay_send_indication(self, route: Route, data: bytes | memoryview) -> bool:
         """The Send indication fast path (RFC 8656 §11.2): True when ``data`` was relayed or rightly dropped,
         False when it needs the full decoder and handler."""
         parsed = parse_send_indication(data)
@@ -260,7 +252,10 @@ class TurnServer:
             return True  # no permission: silently dropped
         if peer[1] in self._own_ports or peer[1] < MIN_PEER_PORT:
             return False  # a low port, or maybe one of our own listening sockets: the handler applies the policy
-        route.sendto(payload, peer)
+        try:
+            route.link(peer)(payload)
+        except OSError:
+            return True  # refused by the kernel (buffer full, firewall): UDP may drop it
         counters = self.counters
         counters.packets_to_peers += 1
         counters.bytes_to_peers += len(payload)
@@ -355,6 +350,9 @@ class TurnServer:
         for allocation in self.table.expire(self.clock()):
             logger.info("allocation %s expired", allocation.five_tuple)
             self.release(allocation)
+        for allocation in self.table:
+            if allocation.relay is not None:
+                allocation.relay.prune()
         for ports in self.ports.values():
             ports.expire()
         self.reply_budget.prune()

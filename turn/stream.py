@@ -164,7 +164,10 @@ class StreamConnection(asyncio.Protocol):
                 peer = route.to_peer.get(frame[0] << 8 | frame[1]) if route is not None else None
                 if route is not None and peer is not None:
                     size = frame[2] << 8 | frame[3]
-                    route.sendto(frame[4 : 4 + size], peer)
+                    try:
+                        route.link(peer)(frame[4 : 4 + size])
+                    except OSError:
+                        continue  # refused by the kernel (buffer full, firewall): UDP may drop it
                     counters = server.counters
                     counters.packets_to_peers += 1
                     counters.bytes_to_peers += size
@@ -215,15 +218,16 @@ class StreamConnection(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
-    def send(self, data: bytes, _addr: Any = None) -> None:
-        """Write a message to the client, padded to a multiple of 4 bytes; dropped while its queue is full."""
+    def send(self, data: bytes | memoryview, _addr: Any = None, prefix: bytes = b"") -> None:
+        """Write ``prefix + data`` to the client, padded to a multiple of 4 bytes; dropped while its queue is
+        full."""
         transport = self.transport
         if transport.is_closing():
             return
         if transport.get_write_buffer_size() >= self.write_limit:
             self.server.counters.stream_drops += 1
             return
-        transport.write(data + PADDING[len(data) % 4])
+        transport.write(b"".join((prefix, data, PADDING[(len(prefix) + len(data)) % 4])))
 
     def pause_writing(self) -> None:
         """The client does not read: stop reading and handling its requests until it catches up."""

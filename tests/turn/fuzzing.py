@@ -32,6 +32,7 @@ from aioice.turn import make_integrity_key
 
 from tests.turn.support import REALM, credentials, sign, start_relay
 from turn import TurnServer, indications, stun
+from turn.batchio import sockaddr
 from turn.handlers import Client
 
 SEEDS_DIR = Path(__file__).parent / "seeds"
@@ -281,7 +282,8 @@ class Harness:
         self.client.bind(("127.0.0.1", 0))
         self.client.setblocking(False)
         self.address = self.client.getsockname()
-        self.listener = self.relay._udp[0].get_protocol()
+        self.source = sockaddr(socket.AF_INET, self.address)  # as the listener's recvmmsg gives it
+        self.listener = self.relay._udp[0]
         username, password = credentials("fuzz")
         self.identity = Identity(username, make_integrity_key(username, REALM, password),
                                  self.relay.auth.nonce(self.address[0]).encode())
@@ -303,7 +305,7 @@ class Harness:
                                                           "XOR-PEER-ADDRESS": ("127.0.0.1", 9999)})):
             message = Message(method, Class.REQUEST, attributes={
                 **attributes, "USERNAME": self.identity.username, "REALM": REALM, "NONCE": self.identity.nonce})
-            self.listener.datagram_received(stun.encode(message, self.identity.key), self.address)
+            self.listener.datagram_received(stun.encode(message, self.identity.key), self.source)
             await asyncio.sleep(0.01)
 
     def feed(self, inputs: list[bytes], stats: Stats) -> None:
@@ -339,7 +341,7 @@ class Harness:
         return min(stats.times[0::2]) + min(stats.times[1::2])
 
     def _udp(self, data: bytes) -> None:
-        self.listener.datagram_received(data, self.address)
+        self.listener.datagram_received(data, self.source)
 
     def _stream(self, data: bytes) -> None:
         if data[:1] and data[0] < 0x40:
