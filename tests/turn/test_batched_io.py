@@ -176,3 +176,21 @@ async def test_dont_fragment_reaches_the_links(relay: TurnServer) -> None:
         assert sock.getsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER) == IP_PMTUDISC_DO
     client.close()
     peer.transport.close()
+
+
+async def test_empty_payloads_are_relayed_both_ways(relay: TurnServer) -> None:
+    """A zero-length datagram is a datagram (RFC 8656 §12.4 allows a ChannelData of length 0): the relay reads
+    its sockets itself, so none is lost on the way, as asyncio's and uvloop's transports lose them (so the peer
+    here is a plain socket too)."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    client = await logged_in(relay)
+    relayed = (await client.allocate()).attributes["XOR-RELAYED-ADDRESS"]
+    assert is_success(await client.channel_bind(0x4000, peer.getsockname()))
+    client.send_raw(channel_data(0x4000, b""))
+    assert await asyncio.to_thread(peer.recvfrom, 100) == (b"", relayed)
+    peer.sendto(b"", relayed)
+    assert parse_channel_data(await asyncio.wait_for(client.received.get(), 2)) == (0x4000, b"")
+    client.close()
+    peer.close()
