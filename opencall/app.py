@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
 from pathlib import Path
@@ -20,15 +21,16 @@ from opencall.db.setup import close_database, open_database
 from opencall.lifecycle import install as install_lifecycle
 from opencall.mdns import Announcement, Announcer
 from opencall.relay.monitor import RelayMonitor
-from opencall.relay.policy import CallRelayPolicy
+from opencall.relay.policy import CallRelayPolicy, OnAppLoop
 from opencall.relay.settings import LOOPBACK_FIX, advertised_hosts, loopback_problem, relay_config
+from opencall.relay.thread import RelayThread
 from opencall.services.callids import permanent_call_id
 from opencall.services.ringing import RingingLimits
 from opencall.signaling import sockets as signaling_server
 from opencall.signaling.calls import CallService
 from opencall.signaling.registry import Registry
 from opencall.signaling.revocation import CredentialSweep
-from opencall.tls import server_ssl_context
+from opencall.tls import certificate_keeper, relay_ssl_context
 from turn import TurnServer
 
 log = logging.getLogger("opencall")
@@ -59,12 +61,14 @@ def create_app(config: Config) -> Sanic:
     services = build_services(config, registry, advertised)
     app.ctx.services = services
     relay = None
+    may_relay = None
     if config.turn.enabled:
-        context = server_ssl_context(config)
+        context = relay_ssl_context(config)
         settings = relay_config(config, services.ice_plan.secret, advertised, context)
-        # peer_policy call: the relay asks the live calls which peers each principal may reach.
-        may_relay = (CallRelayPolicy(registry, settings.relay_addresses.values())
-                     if config.turn.peer_policy == "call" else None)
+        # peer_policy call: the relay asks the live calls which peers each principal may reach, on the app's
+        # loop (the relay runs on its own thread: _run_relay).
+        if config.turn.peer_policy == "call":
+            may_relay = OnAppLoop(CallRelayPolicy(registry, settings.relay_addresses.values()))
         relay = TurnServer(settings, may_relay=may_relay)
     recorder = services.call_records
     limits = config.rate_limits
@@ -113,7 +117,11 @@ def create_app(config: Config) -> Sanic:
         await close_database()
 
     if relay is not None:
-        _run_relay(app, relay, monitor, config.turn.port, advertised, relay_problem)
+        runner = RelayThread(relay)
+        keeper = certificate_keeper(config)
+        if keeper is not None and context is not None:
+            keeper.load_on(context, runner.call_soon)  # renewed certificates are loaded on the relay's thread
+        _run_relay(app, runner, may_relay, monitor, config.turn.port, advertised, relay_problem)
     if config.mdns.enabled:
         _announce(app, Announcer(Announcement.from_config(config)))
     # Last, so that its after_server_start listener tells systemd READY=1 once HTTP, Socket.IO and the relay listen.
@@ -142,16 +150,22 @@ def _serve_web_app(app: Sanic) -> None:
                content_type="application/javascript; charset=utf-8")
 
 
-def _run_relay(app: Sanic, relay: TurnServer, monitor: RelayMonitor, port: int, advertised: tuple[str, ...],
-               problem: str | None) -> None:
-    """Start the relay before the server listens and stop it after; /healthz and /metrics read it through
-    ``monitor``."""
+def _run_relay(app: Sanic, runner: RelayThread, may_relay: OnAppLoop | None, monitor: RelayMonitor, port: int,
+               advertised: tuple[str, ...], problem: str | None) -> None:
+    """Start the relay on its own thread and loop (opencall/relay/thread.py) before the server listens, and
+    stop it after; ``may_relay`` is answered on the app's loop; /healthz and /metrics read it through
+    ``monitor``.
 
-    @app.before_server_start
+    The relay starts first, before the database opens: when it cannot listen, Sanic runs no stop listener,
+    and an open database's worker thread would keep the process from exiting."""
+
+    @app.listener("before_server_start", priority=1)  # Sanic runs startup listeners by descending priority
     async def start_relay(app: Sanic) -> None:
-        await relay.start()
-        monitor.attach(relay.counters.snapshot, running=lambda: relay.running)
-        log.info("relay listening on %s port %d, advertised as %s", " and ".join(relay.listening), port,
+        if may_relay is not None:
+            may_relay.bind(asyncio.get_running_loop())
+        await runner.start()
+        monitor.attach(runner.relay.counters.snapshot, running=lambda: runner.running)
+        log.info("relay listening on %s port %d, advertised as %s", " and ".join(runner.relay.listening), port,
                  ", ".join(advertised))
         if problem is not None:
             log.warning("%s. Fix: %s", problem, LOOPBACK_FIX)
@@ -159,7 +173,7 @@ def _run_relay(app: Sanic, relay: TurnServer, monitor: RelayMonitor, port: int, 
     @app.after_server_stop
     async def stop_relay(app: Sanic) -> None:
         monitor.detach()
-        await relay.stop()
+        await runner.stop()
 
 
 def _announce(app: Sanic, announcer: Announcer) -> None:

@@ -1,11 +1,13 @@
-"""The server's TLS: one ``ssl.SSLContext`` per process, shared by HTTPS and TURN over TLS, reloaded in place.
+"""The server's TLS: one certificate per process, served by HTTPS and TURN over TLS, reloaded in place.
 
 ``tls: auto`` keeps a server certificate from the local CA in data_dir (:mod:`opencall.localca`) current
 for this host's names and addresses; ``tls: {cert, key}`` serves the operator's files. Either way the
 certificate is checked at startup, daily, and on SIGHUP, and loaded again into the *same* context object:
 new TLS connections get the new certificate, open ones keep theirs, nothing restarts.
 
-The relay's TLS listener gets the context with :func:`server_ssl_context`.
+HTTPS serves it from :func:`server_ssl_context`; the relay, which runs on a thread of its own, from a context of
+its own (:func:`relay_ssl_context`), loaded on the relay's thread: OpenSSL does not allow one thread to load a
+certificate into a context while another makes connections from it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import ipaddress
 import logging
 import signal
 import ssl
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -64,6 +68,7 @@ class CertificateKeeper:
             self.cert_path, self.key_path = tls.cert, tls.key
         self._extra_names = extra_names(config)
         self.context = _new_context()
+        self._others: list[tuple[ssl.SSLContext, Callable[[Callable[[], None]], None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.refresh()
 
@@ -86,9 +91,24 @@ class CertificateKeeper:
         # Load into a scratch context first: a failed load_cert_chain can leave a context half-changed.
         _new_context().load_cert_chain(self.cert_path, self.key_path)
         self.context.load_cert_chain(self.cert_path, self.key_path)
+        for context, run in self._others:
+            run(partial(context.load_cert_chain, self.cert_path, self.key_path))
         if reason:
             log.info("server certificate re-issued: %s", reason)
         return reason
+
+    def another_context(self) -> ssl.SSLContext:
+        """A context of its own serving the same certificate, for a listener on another thread; reloaded with
+        the others, by whatever :meth:`load_on` says (at first, at once on the calling thread)."""
+        context = _new_context()
+        context.load_cert_chain(self.cert_path, self.key_path)
+        self._others.append((context, _now))
+        return context
+
+    def load_on(self, context: ssl.SSLContext, run: Callable[[Callable[[], None]], None]) -> None:
+        """From now on, reload ``context`` (from :meth:`another_context`) by passing the load to ``run``, e.g. a
+        loop's ``call_soon_threadsafe``, so that it happens on the thread that serves from it."""
+        self._others = [(other, run if other is context else runner) for other, runner in self._others]
 
     @staticmethod
     def _ensure_ca(local_ca: LocalCA, dns: tuple[str, ...]) -> None:
@@ -144,10 +164,20 @@ def certificate_keeper(config: Config) -> CertificateKeeper | None:
 
 
 def server_ssl_context(config: Config) -> ssl.SSLContext | None:
-    """The server-side SSLContext for HTTPS and TURN over TLS (one shared object); None when TLS is off.
-
-    The relay passes it to its TLS listener as is: a certificate renewed on SIGHUP or by the daily check
-    then reaches TURN clients too.
-    """
+    """The server-side SSLContext for HTTPS; None when TLS is off."""
     keeper = certificate_keeper(config)
     return keeper.context if keeper else None
+
+
+def relay_ssl_context(config: Config) -> ssl.SSLContext | None:
+    """A server-side SSLContext for TURN over TLS, serving the same certificate as HTTPS; None when TLS is off.
+
+    A certificate renewed on SIGHUP or by the daily check reaches TURN clients too: the keeper reloads this
+    context as well, on the relay's thread once :meth:`CertificateKeeper.load_on` says how.
+    """
+    keeper = certificate_keeper(config)
+    return keeper.another_context() if keeper else None
+
+
+def _now(load: Callable[[], None]) -> None:
+    load()

@@ -3,7 +3,11 @@
 The app makes one :class:`RelayMonitor`; whoever starts the relay attaches its counters once its
 listeners are up and detaches them when it stops::
 
-    monitor.attach(counters=relay.counters.snapshot, running=lambda: relay.running)
+    monitor.attach(counters=runner.relay.counters.snapshot, running=lambda: runner.running)
+
+The relay runs on its own thread (relay/thread.py) and /healthz and /metrics call these on the app's: reading
+plain int attributes (``Counters.snapshot``) from another thread is safe under CPython's GIL, each read whole;
+a snapshot may be a few packets apart between two counters, which metrics tolerate.
 
 Nothing here imports the relay: counters are a plain ``{name: int}`` mapping (``turn.counters.Counters``
 snapshot keys), so the relay package stays independent of the app.

@@ -14,10 +14,15 @@ only when that party's socket connects from the same block: a phone on the LAN c
 127.0.0.1 or 169.254.169.254 by announcing them; a party on this very box (as in tests) can.
 
 Refusals are logged once per call, and once per principal outside any call; the relay counts every one.
+
+The relay runs on a thread of its own (relay/thread.py): it asks through :class:`OnAppLoop`, which has
+:class:`CallRelayPolicy` answer on the app's event loop, the one thread that changes what it reads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ipaddress
 import logging
 import weakref
@@ -26,12 +31,13 @@ from collections.abc import Iterable
 from opencall.services.announced import ip_of
 from opencall.signaling.live import LiveCall, Peer
 from opencall.signaling.registry import Registry
-from turn.policy import embedded_ipv4, special_network
+from turn.policy import PeerAuthorizer, embedded_ipv4, special_network
 
 log = logging.getLogger("opencall.relay")
 
 SELF_TEST_PRINCIPAL = "opencall-doctor"  # opencall doctor's relay self-test (commands/relayprobe.py)
 _LOGGED_PRINCIPALS_MAX = 1024  # strangers retrying must not grow the memory of who was logged
+ANSWER_TIMEOUT = 2.0  # seconds the relay's thread waits for the app's loop to answer may_relay
 
 
 def reachable(party: Peer, ip: str) -> bool:
@@ -94,3 +100,58 @@ class CallRelayPolicy:
             self._logged_principals.clear()
         self._logged_principals.add(principal)
         log.info("relay refused %s to %s: it is in no call; further refusals are not logged", principal, ip)
+
+
+class OnAppLoop:
+    """``may_relay`` for a relay on its own thread: each question is answered by ``policy`` on the app's event
+    loop (:meth:`bind`), while the relay's thread waits for the answer.
+
+    Why ask the app's loop rather than read from the relay's thread: :class:`CallRelayPolicy` reads the
+    registry's sockets, each call's parties and the addresses each party announced, which signaling changes in
+    many places on the app's loop. Read from another thread, those dicts and sets can change size mid-iteration.
+    A lock would have to be taken, and an immutable snapshot republished, at every one of those places, and
+    before the other party hears of the change (its browser asks the relay for a permission right after).
+    Answering on the owner's loop reads the state as it is, with no change to signaling and no lock.
+
+    The cost is a round trip through the app's loop, only on CreatePermission and ChannelBind (a handful per
+    call and refresh, never per relayed packet); the app's loop stays responsive under relay load, which is what
+    the relay's thread is for. A question not answered within ``ANSWER_TIMEOUT`` (the app's loop blocked, or
+    closed) is refused and logged: the client sees a 403, as for any refusal, and may retry.
+    """
+
+    def __init__(self, policy: PeerAuthorizer, timeout: float = ANSWER_TIMEOUT) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer on ``loop`` (the app's running loop), before the relay starts."""
+        self._loop = loop
+
+    def __call__(self, principal: str, peer: tuple[str, int]) -> bool:
+        """The policy's answer, computed on the app's loop; called from the relay's thread."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("OnAppLoop asked before bind()")
+        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+
+        def decide() -> None:
+            if not answer.set_running_or_notify_cancel():
+                return  # the relay's thread gave up waiting
+            try:
+                answer.set_result(self.policy(principal, peer))
+            except Exception as exc:
+                answer.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(decide)
+        except RuntimeError:  # the app's loop is closed: the app is stopping
+            log.warning("relay refused %s to %s: the app is stopping", principal, peer[0])
+            return False
+        try:
+            return answer.result(self.timeout)
+        except TimeoutError:
+            answer.cancel()
+            log.warning("relay refused %s to %s: the app's loop did not answer may_relay within %.1f s",
+                        principal, peer[0], self.timeout)
+            return False
