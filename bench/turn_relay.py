@@ -378,9 +378,24 @@ class RelayDrops(threading.Thread):
         return sum(drops - self.before.get(inode, 0) for inode, drops in self.latest.items())
 
 
+UCLIENT_ATTEMPTS = 3  # uclient now and then exits non-zero at start-up (a timed-out allocation): that run again
+
+
 def run_load(server: Endpoint, load: Load, peer: Peer, args: argparse.Namespace, repeat: int = 0) -> Result:
     """One uclient run of ``args.seconds`` against ``server``, with the CPU it cost the server and what the peer
-    counted."""
+    counted; a run whose uclient failed is run again (and said so), up to ``UCLIENT_ATTEMPTS`` times."""
+    for attempt in range(1, UCLIENT_ATTEMPTS):
+        try:
+            return run_load_once(server, load, peer, args, repeat)
+        except subprocess.CalledProcessError as failed:
+            tail = " | ".join((failed.stdout or "").strip().splitlines()[-3:])
+            print(f"uclient failed against {server.name} (attempt {attempt}, exit {failed.returncode}): {tail}",
+                  file=sys.stderr)
+    return run_load_once(server, load, peer, args, repeat)
+
+
+def run_load_once(server: Endpoint, load: Load, peer: Peer, args: argparse.Namespace, repeat: int) -> Result:
+    """One uclient run of ``args.seconds`` against ``server``."""
     command = uclient_command(server, load, peer.port, int(args.seconds * 1000 / args.interval), args.interval)
     before, counted, relay_drops = cpu_seconds(server.process.pid), peer.counts(), RelayDrops(server)
     relay_drops.start()
