@@ -78,6 +78,7 @@ from tests.support import free_port, self_signed, stop_process
 
 SECRET = "bench-secret"  # noqa: S105 - a throwaway secret for a loopback benchmark
 REALM = "opencall"
+RELAY_PORTS_FROM, RELAY_PORTS_EACH = 10000, 10000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TRANSPORT_FLAGS = {"udp": [], "tcp": ["-t"], "tls": ["-t", "-S"]}  # turnutils_uclient's flags for each
 LEVELS = (10, 50, 90)  # background load of the latency probe, in per cent of what coturn carries without loss
@@ -297,13 +298,16 @@ def start_servers(names: Iterable[str], workdir: Path, stack: contextlib.ExitSta
     for index, name in enumerate(names):
         port = free_port()
         tls = Tls(free_port(), cert, key) if with_tls else None
-        first = 52000 + index * 1000
-        process = STARTERS[name](workdir, port, (first, first + 999), tls)
+        # 10,000 relay ports each, below Linux's ephemeral range: uclient leaves its allocations (with their
+        # EVEN-PORT pairs) to expire, so a range of 1,000 ran out (508) after a dozen runs of 40 clients.
+        first = RELAY_PORTS_FROM + index * RELAY_PORTS_EACH
+        process = STARTERS[name](workdir, port, (first, first + RELAY_PORTS_EACH - 1), tls)
         stack.callback(stop_process, process)
         wait_for_udp(port)
         for stream_port in (port, *([tls.port] if tls else [])):
             wait_for_tcp(stream_port)
-        servers[name] = Endpoint(name, process, port, tls.port if tls else None, range(first, first + 1000))
+        servers[name] = Endpoint(name, process, port, tls.port if tls else None,
+                                 range(first, first + RELAY_PORTS_EACH))
     return servers
 
 

@@ -1,10 +1,12 @@
 """Many UDP datagrams per system call: recvmmsg(2) and sendmmsg(2) through ctypes (Linux).
 
-Why: the relay is bound by system calls, not by Python (docs/benchmarks.md, "Where the relay's time goes"). Every
-client's packets arrive on the one listening socket and every packet to a client leaves by it, so one
-``recvmmsg`` takes in what queued there since the last wake-up, and one ``sendmmsg`` sends what the relay queued
-for clients during one turn of the event loop. Python's socket module has no batched calls; ctypes reaches
-libc's without a compiler, on amd64 and arm64 alike (the struct layouts come from ctypes, not from constants).
+Why: per relayed packet the system calls cost the relay more than the interpreter's work around them, and a
+datagram sent in a ``sendmmsg`` batch costs about half the CPU of one sent alone (py-spy --native; docs/benchmarks.md,
+"Where the relay's time goes"). Every client's packets arrive on the one listening socket and every packet to a
+client leaves by it, so one ``recvmmsg`` takes in what queued there since the last wake-up, and one ``sendmmsg``
+sends what the relay queued for clients during one turn of the event loop. Python's socket module has no batched
+calls; ctypes reaches libc's without a compiler, on amd64 and arm64 alike (the struct layouts come from ctypes,
+not from constants).
 
 Buffers are allocated once per socket and reused: a datagram is read in place (a memoryview of its slot) and
 must be copied by whoever keeps it past the callback that received it.

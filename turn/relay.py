@@ -128,8 +128,8 @@ class PeerSocket:
     A peer the client sends to gets a socket of its own, a :class:`PeerLink` (up to ``MAX_LINKS`` per
     allocation): bound to the same address and port with SO_REUSEPORT and connected to the peer, as coturn
     does. The kernel then hands that peer's datagrams to the link, and a connected socket sends without an
-    address to parse or a route to look up per packet (docs/benchmarks.md: a quarter less CPU per datagram
-    sent than ``sendto``). What other peers send still arrives here.
+    address to parse or a route to look up per packet (docs/benchmarks.md: 8% less CPU per relayed packet).
+    What other peers send still arrives here.
 
     Sockets are read by the relay itself (``loop.add_reader``), up to ``DRAIN`` datagrams per wake-up: reading
     one costs one system call less per wake-up (the one that finds the socket empty), but under load each turn
