@@ -40,9 +40,10 @@ def current_limit() -> int:
 
 
 def relay_descriptors(max_allocations: int, max_connections: int) -> int:
-    """Descriptors the relay may hold: a relay socket per allocation plus one EVEN-PORT reservation each
-    (RFC 8656 §7.2), and its TCP/TLS connections."""
-    return 2 * max_allocations + max_connections
+    """Descriptors the relay may hold: per allocation a relay socket, an EVEN-PORT reservation (RFC 8656 §7.2)
+    and a connected socket for a peer (turn.relay.PeerLink: at most ``max_allocations`` in all), and its TCP/TLS
+    connections."""
+    return 3 * max_allocations + max_connections
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def relay_share(config: Config, nofile: int) -> RelayShare:
             f"limit (LimitNOFILE= in the systemd unit, ulimit -n)")
     scale = available / needed
     allocations = max(RELAY_MINIMUM, int(turn.max_allocations * scale))
-    connections = max(RELAY_MINIMUM, available - 2 * allocations)
+    connections = max(RELAY_MINIMUM, available - relay_descriptors(allocations, 0))
     connections = min(connections, turn.max_connections)
     share = RelayShare(allocations, connections, min(turn.max_connections_per_ip, connections))
     log.warning(

@@ -12,6 +12,7 @@ class Counters:
     allocations: int = 0  # live allocations
     permissions: int = 0  # live permissions, over all allocations
     channels: int = 0  # live channel bindings, over all allocations
+    peer_links: int = 0  # connected sockets for peers (turn.relay.PeerLink), at most max_allocations in all
     allocations_created: int = 0
     packets_to_peers: int = 0  # payloads relayed client -> peer (ChannelData and Send indications)
     bytes_to_peers: int = 0

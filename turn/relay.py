@@ -126,10 +126,11 @@ class PeerSocket:
     """One allocation's relay socket, its relayed transport address: what peers send goes to the client.
 
     A peer the client sends to gets a socket of its own, a :class:`PeerLink` (up to ``MAX_LINKS`` per
-    allocation): bound to the same address and port with SO_REUSEPORT and connected to the peer, as coturn
-    does. The kernel then hands that peer's datagrams to the link, and a connected socket sends without an
-    address to parse or a route to look up per packet (docs/benchmarks.md: 8% less CPU per relayed packet).
-    What other peers send still arrives here.
+    allocation, and ``max_links`` over all allocations, so that the relay's descriptors stay within what its
+    owner sized for it: one link per allocation on average, a call's one peer): bound to the same address
+    and port with SO_REUSEPORT and connected to the peer, as coturn does. The kernel then hands that peer's
+    datagrams to the link, and a connected socket sends without an address to parse or a route to look up per
+    packet (docs/benchmarks.md: 8% less CPU per relayed packet). What other peers send still arrives here.
 
     Sockets are read by the relay itself (``loop.add_reader``), up to ``DRAIN`` datagrams per wake-up: reading
     one costs one system call less per wake-up (the one that finds the socket empty), but under load each turn
@@ -148,6 +149,7 @@ class PeerSocket:
         to_client: ClientSend,
         client_addr: Any,
         counters: Counters,
+        max_links: int,
     ) -> None:
         self.sock = sock
         self.channels = allocation.to_client  # the same dicts the allocation keeps up to date
@@ -155,6 +157,7 @@ class PeerSocket:
         self.to_client = to_client
         self.client_addr = client_addr
         self.counters = counters
+        self.max_links = max_links
         self.local = sock.getsockname()
         self.links: dict[Address, Callable[[bytes | memoryview], object]] = {}  # peer -> how to send to it
         self._link_sockets: dict[Address, PeerLink] = {}
@@ -173,17 +176,18 @@ class PeerSocket:
             self.link(addr)(data)
 
     def link(self, peer: Address) -> Callable[[bytes | memoryview], object]:
-        """How to send to ``peer``: its :class:`PeerLink`'s ``send``, made now if need be, or while the
-        allocation has ``MAX_LINKS`` of them already (or the kernel refuses one), a ``sendto`` from here.
-        Calls raise OSError when the kernel refuses a datagram."""
+        """How to send to ``peer``: its :class:`PeerLink`'s ``send``, made now if need be, or when the
+        allocation has ``MAX_LINKS`` of them already, the relay ``max_links`` (or the kernel refuses one), a
+        ``sendto`` from here. Calls raise OSError when the kernel refuses a datagram."""
         send = self.links.get(peer)
         if send is None:
             link = None
-            if len(self._link_sockets) < MAX_LINKS:
+            if len(self._link_sockets) < MAX_LINKS and self.counters.peer_links < self.max_links:
                 with contextlib.suppress(OSError):
                     link = PeerLink(self, peer)
             if link is not None:
                 self._link_sockets[peer] = link
+                self.counters.peer_links += 1
                 send = link.sock.send
             else:
                 send = _sendto(self.sock, peer)
@@ -268,6 +272,7 @@ class PeerLink:
         relay = self.relay
         relay.loop.remove_reader(self._fd)
         self.sock.close()
+        relay.counters.peer_links -= 1
 
     def _readable(self) -> None:
         recv, from_peer, peer = self._recv, self.relay.from_peer, self.peer

@@ -206,7 +206,8 @@ class TurnServer:
         try:
             if allocation.dont_fragment:
                 set_dont_fragment(sock)
-            relay = PeerSocket(sock, allocation, client.sendto, client.reply_to, self.counters)
+            relay = PeerSocket(sock, allocation, client.sendto, client.reply_to, self.counters,
+                               max_links=self.config.max_allocations)
         except BaseException:
             sock.close()
             raise

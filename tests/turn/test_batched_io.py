@@ -136,6 +136,31 @@ async def test_links_are_capped_per_allocation_and_the_rest_still_relay(relay: T
         peer.transport.close()
 
 
+async def test_links_in_all_are_capped_at_max_allocations_so_descriptors_stay_within_the_budget() -> None:
+    """opencall/fdlimit.py counts one link per allocation: beyond ``max_allocations`` links in all, peers are
+    sent to from the relay socket, and still hear and are heard."""
+    relay = await start_relay(max_allocations=1)
+    try:
+        peers = [await make_peer() for _ in range(2)]
+        client = await logged_in(relay)
+        relayed = (await client.allocate()).attributes["XOR-RELAYED-ADDRESS"]
+        for index, (peer, address_) in enumerate(peers):
+            assert is_success(await client.channel_bind(0x4000 + index, address_))
+            client.send_raw(channel_data(0x4000 + index, b"to %d" % index))
+            assert await asyncio.wait_for(peer.received.get(), 2) == (b"to %d" % index, relayed)
+            peer.transport.sendto(b"from %d" % index, relayed)  # type: ignore[attr-defined]
+            assert parse_channel_data(await asyncio.wait_for(client.received.get(), 2)) == (0x4000 + index,
+                                                                                            b"from %d" % index)
+        assert len(link_of(relay, client)._link_sockets) == 1 and relay.counters.peer_links == 1
+        assert is_success(await client.refresh(0))  # the allocation goes, and its link with it
+        assert relay.counters.peer_links == 0
+        client.close()
+        for peer, _ in peers:
+            peer.transport.close()
+    finally:
+        await relay.stop()
+
+
 async def test_a_link_closes_with_its_permission_and_the_peer_is_no_longer_heard() -> None:
     clock = FakeClock()
     relay = await start_relay(clock=clock)
