@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.turn_relay import SECRET, cpu_seconds, start_coturn, start_ours, tool, wait_for_udp
+from bench.turn_relay import Load, cpu_seconds, start_coturn, start_ours, tool, uclient_command, wait_for_udp
 from tests.support import free_port
 
 
@@ -94,9 +94,7 @@ def split(args: argparse.Namespace) -> None:
 
 def uclient(args: argparse.Namespace, port: int, peer_port: int) -> list[str]:
     """turnutils_uclient's command line for the load of ``args``."""
-    return [tool("turnutils_uclient"), "-c", "-m", str(args.clients), "-n", str(args.seconds * 1000),
-            "-l", str(args.length), "-z", "1", "-W", SECRET, "-u", "bench", "-p", str(port),
-            "-e", "127.0.0.1", "-r", str(peer_port), *(["-s"] if args.mode == "send" else []), "127.0.0.1"]
+    return uclient_command(port, Load("udp", args.length, args.clients, args.mode), peer_port, args.seconds * 1000)
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """Benchmark (not a test): CPU per relayed packet of several trees of our relay, side by side with coturn.
 
 What one change to the hot path buys, measured as issue 15 asks ("measure why side by side"): each variant is
-``NAME=DIR``, a checkout whose ``turn/`` is run with ``python -m turn`` (a ``git worktree`` of an older commit,
-or a copy with one change); ``coturn`` adds the anchor. The same ``turnutils_uclient`` load (channel or send
-mode) runs against each in turn, ``--repeat`` times, alternating; CPU is the server's scheduler run time
-(``/proc/<pid>/task/*/schedstat``, nanoseconds, every thread) over the run, and a relayed packet is one crossing
-of the relay (2 x what uclient received back; at these loads nothing is lost). Everything binds to 127.0.0.1.
+``NAME=DIR``, a checkout whose ``turn/`` is run with ``python -m turn`` and bench/turn_relay.py's settings (a
+``git worktree`` of an older commit, or a copy with one change); ``coturn`` adds the anchor. The same
+``turnutils_uclient`` load (channel or send mode) runs against each in turn, ``--repeat`` times, alternating;
+CPU is the server's scheduler run time (``/proc/<pid>/task/*/schedstat``, nanoseconds, every thread) over the
+run, and a relayed packet is one crossing of the relay (2 x what uclient received back; at these loads nothing
+is lost). Everything binds to 127.0.0.1.
 
     git worktree add /tmp/before 49faa67
     python bench/relay_variants.py before=/tmp/before now=. coturn
@@ -25,23 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.turn_relay import REALM, SECRET, start_coturn, tool, wait_for_udp
+from bench.turn_relay import Load, start_coturn, start_ours, tool, uclient_command, wait_for_udp
 from tests.support import free_port, stop_process
-
-
-def start_tree(tree: Path, workdir: Path, port: int, relay_ports: tuple[int, int]) -> subprocess.Popen[bytes]:
-    """``python -m turn`` from ``tree``, with the settings bench/turn_relay.py gives ours."""
-    config = workdir / f"turn-{port}.yaml"
-    config.write_text(
-        f"secret: {SECRET}\nrealm: {REALM}\nlisten: 127.0.0.1\nport: {port}\n"
-        f"relay_ports: {relay_ports[0]}-{relay_ports[1]}\nallowed_peers: [127.0.0.0/8]\n"
-        "max_allocations_per_user: 1000\nmax_allocations_per_ip: 1000\n"
-        "unauthenticated_burst: 1000\nunauthenticated_input_burst: 1000\n"
-    )
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "turn", "--config", str(config), "--log-level", "warning"],
-        cwd=tree, stdout=subprocess.DEVNULL,
-    )
 
 
 def run_seconds(pid: int) -> float:
@@ -51,11 +37,8 @@ def run_seconds(pid: int) -> float:
 
 def relayed_once(port: int, peer_port: int, args: argparse.Namespace) -> int:
     """Run uclient's load once against ``port``; the packets the relay relayed."""
-    command = [
-        tool("turnutils_uclient"), "-c", "-m", str(args.clients), "-n", str(int(args.seconds * 1000)),
-        "-l", str(args.length), "-z", "1", "-W", SECRET, "-u", "bench", "-p", str(port), "-e", "127.0.0.1",
-        "-r", str(peer_port), *(["-s"] if args.mode == "send" else []), "127.0.0.1",
-    ]
+    command = uclient_command(port, Load("udp", args.length, args.clients, args.mode), peer_port,
+                              int(args.seconds * 1000))
     output = subprocess.run(command, capture_output=True, text=True, check=True,  # noqa: S603
                             timeout=args.seconds * 10 + 60).stdout
     return 2 * int(re.findall(r"tot_recv_msgs=(\d+)", output)[-1])
@@ -82,7 +65,7 @@ def main() -> None:
             port, relay_ports = free_port(), (50000 + 1000 * index, 50999 + 1000 * index)
             name, _, tree = variant.partition("=")
             process = (start_coturn(work, port, relay_ports) if name == "coturn"
-                       else start_tree(Path(tree).resolve(), work, port, relay_ports))
+                       else start_ours(work, port, relay_ports, tree=Path(tree).resolve()))
             stack.callback(stop_process, process)
             wait_for_udp(port)
             servers.append((name, process, port))

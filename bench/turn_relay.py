@@ -242,9 +242,11 @@ def wait_for_tcp(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing accepts TCP connections on 127.0.0.1:{port}")
 
 
-def start_ours(workdir: Path, port: int, relay_ports: tuple[int, int], tls: Tls | None = None
-               ) -> subprocess.Popen[bytes]:
-    config = workdir / "turn.yaml"
+def start_ours(workdir: Path, port: int, relay_ports: tuple[int, int], tls: Tls | None = None,
+               tree: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m turn`` with settings that match coturn's; from ``tree`` (a checkout with ``turn/``) when given,
+    else this one."""
+    config = workdir / f"turn-{port}.yaml"
     config.write_text(
         f"secret: {SECRET}\nrealm: {REALM}\nlisten: 127.0.0.1\nport: {port}\n"
         f"relay_ports: {relay_ports[0]}-{relay_ports[1]}\nallowed_peers: [127.0.0.0/8]\n"
@@ -260,7 +262,8 @@ def start_ours(workdir: Path, port: int, relay_ports: tuple[int, int], tls: Tls 
     )
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "turn", "--config", str(config), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=(workdir / "ours.log").open("wb"),
+        cwd=tree or Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+        stderr=(workdir / f"ours-{port}.log").open("wb"),
     )
 
 
@@ -311,11 +314,12 @@ def start_servers(names: Iterable[str], workdir: Path, stack: contextlib.ExitSta
     return servers
 
 
-def uclient_command(server: Endpoint, load: Load, peer_port: int, messages: int, interval: int) -> list[str]:
+def uclient_command(port: int, load: Load, peer_port: int, messages: int, interval: int = 1) -> list[str]:
+    """turnutils_uclient's command line: ``load`` against the server on ``port``, relaying to ``peer_port``."""
     return [
         tool("turnutils_uclient"), *TRANSPORT_FLAGS[load.transport], "-c", "-m", str(load.clients),
         "-n", str(messages), "-l", str(load.length), "-z", str(interval), "-W", SECRET, "-u", "bench",
-        "-p", str(server.port_for(load.transport)), "-e", "127.0.0.1", "-r", str(peer_port),
+        "-p", str(port), "-e", "127.0.0.1", "-r", str(peer_port),
         *(["-s"] if load.mode == "send" else []), "127.0.0.1",
     ]
 
@@ -400,7 +404,8 @@ def run_load(server: Endpoint, load: Load, peer: Peer, args: argparse.Namespace,
 
 def run_load_once(server: Endpoint, load: Load, peer: Peer, args: argparse.Namespace, repeat: int) -> Result:
     """One uclient run of ``args.seconds`` against ``server``."""
-    command = uclient_command(server, load, peer.port, int(args.seconds * 1000 / args.interval), args.interval)
+    command = uclient_command(server.port_for(load.transport), load, peer.port,
+                              int(args.seconds * 1000 / args.interval), args.interval)
     before, counted, relay_drops = cpu_seconds(server.process.pid), peer.counts(), RelayDrops(server)
     relay_drops.start()
     try:
@@ -541,7 +546,8 @@ def probe_under_load(server: Endpoint, clients: int, peer: Peer, args: argparse.
     load = Load("udp", background_length(args), clients, "channel")
     messages = int((WARMUP + args.seconds + 2) * 1000 / args.interval)
     # Line-buffered (stdbuf), so that its progress lines arrive as it prints them.
-    command = [tool("stdbuf"), "-oL", *uclient_command(server, load, peer.port, messages, args.interval)]
+    command = [tool("stdbuf"), "-oL", *uclient_command(server.port_for(load.transport), load, peer.port, messages,
+                                                            args.interval)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as uclient:  # noqa: S603
         wait_until_sending(uclient)
         time.sleep(WARMUP)

@@ -23,7 +23,6 @@ _FINGERPRINT_XOR = 0x5354554E  # RFC 8489 §14.7
 _SEND_INDICATION = int(Method.SEND) | int(Class.INDICATION)
 _DATA_INDICATION = int(Method.DATA) | int(Class.INDICATION)
 _XOR_V4 = struct.Struct("!HHBBHI")
-_XOR_V4_VALUE = struct.Struct("!xBHI")
 _XOR_V4_PORT_ADDRESS = struct.Struct("!HI")
 _USUAL_PEER = ATTRIBUTE_HEADER.pack(0x0012, 8)
 _DATA_TYPE = b"\x00\x13"
@@ -138,8 +137,7 @@ def parse_send_indication(data: bytes | memoryview) -> tuple[tuple[str, int], by
         if kind == 0x0012:
             if peer is not None or length != 8 or data[pos + 5] != IPV4:
                 return None  # a second one, or IPv6: the general path decides
-            _, xport, xaddress = _XOR_V4_VALUE.unpack_from(data, pos + 4)
-            peer = (socket.inet_ntoa((xaddress ^ COOKIE).to_bytes(4, "big")), xport ^ _COOKIE_HIGH)
+            peer = _peer_from_xor_v4(bytes(data[pos + 6 : pos + 12]))
         elif kind == 0x0013:
             if payload is None:
                 payload = data[pos + 4 : end]

@@ -4,9 +4,9 @@ The listening socket is read by the relay itself (``loop.add_reader``), not by a
 wake-up takes in a whole batch with one ``recvmmsg`` and everything sent to clients in one turn of the loop
 leaves with one ``sendmmsg`` (turn.batchio; why: docs/benchmarks.md, "Where the relay's time goes").
 
-:meth:`UdpListener.datagram_received` relays a client's ChannelData with a dict lookup for the client, a dict
-lookup for the channel and one ``sendto`` to the peer, straight from the receive buffer; the rest goes to
-:meth:`TurnServer.on_stun`.
+:meth:`UdpListener._readable` relays a client's ChannelData with a dict lookup for the client, a dict lookup for
+the channel and one ``send`` on the peer's connected socket (turn.relay.PeerLink), straight from the receive
+buffer; the rest goes to :meth:`UdpListener.datagram_received` and from there to :meth:`TurnServer.on_stun`.
 """
 
 from __future__ import annotations
